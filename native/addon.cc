@@ -1,0 +1,28 @@
+// addon.cc: the export table of the native addon. Nothing else lives here.
+#include <napi.h>
+
+#include "binding/device.hpp"
+#include "binding/ops.hpp"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  using namespace maml::binding;
+  exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
+  exports.Set("lossGrad", Napi::Function::New(env, LossGrad, "lossGrad"));
+  exports.Set("hvp", Napi::Function::New(env, Hvp, "hvp"));
+  exports.Set("metaGradient", Napi::Function::New(env, MetaGradient, "metaGradient"));
+  exports.Set("metaStep", Napi::Function::New(env, MetaStep, "metaStep"));
+  exports.Set("metaStepAsync", Napi::Function::New(env, MetaStepAsync, "metaStepAsync"));
+  exports.Set("adaptBatch", Napi::Function::New(env, AdaptBatch, "adaptBatch"));
+  exports.Set("adaptBatchAsync", Napi::Function::New(env, AdaptBatchAsync, "adaptBatchAsync"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
+  exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(maml_native, Init)

@@ -1,0 +1,380 @@
+// ops.cc: the exported numerical operations, each dispatched to the float or double
+// instantiation of native/core by the element type of `params`.
+//
+// Synchronous functions read the caller's typed arrays in place (no copies). Asynchronous ones
+// copy the batch into a baton of plain C++ values, keep the learner's state arrays alive with a
+// reference, and make no Node-API call off the main thread.
+#include "ops.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "args.hpp"
+#include "core/batch.hpp"
+#include "core/mlp.hpp"
+#include "core/optim.hpp"
+#include "cpu/thread_pool.hpp"
+
+namespace maml::binding {
+namespace {
+
+template <class T>
+Napi::TypedArrayOf<T> new_array(const Napi::Env& env, int64_t n) {
+  return Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(n));
+}
+
+template <class T>
+Targets<T> targets_of(const Napi::Object& o, const ModelSpec& s, int64_t n) {
+  Targets<T> tg;
+  if (s.loss == Loss::CrossEntropy) {
+    const View<int32_t> y = view<int32_t>(o, "labels", n);
+    for (int64_t i = 0; i < n; ++i)
+      MAML_CHECK(y.data[i] >= 0 && y.data[i] < s.out_dim(), InvalidArgument, "labels: out of range");
+    tg.labels = y.data;
+  } else {
+    tg.y = view<T>(o, "y", checked_mul(n, s.out_dim(), "y")).data;
+  }
+  return tg;
+}
+
+// ---- forward, gradient, Hessian-vector product -------------------------------------------
+
+template <class T>
+Napi::Value forward_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s) {
+  const T* theta = view<T>(o, "params", s.n_params).data;
+  const int64_t n = integer(o, "n", 0, INT64_C(1) << 40);
+  const T* x = view<T>(o, "x", checked_mul(n, s.in_dim(), "x")).data;
+  auto out = new_array<T>(env, checked_mul(n, s.out_dim(), "outputs"));
+  if (n > 0) {
+    MlpWork<T> work;
+    const T* y = mlp_forward(s, theta, x, n, work);
+    std::memcpy(out.Data(), y, sizeof(T) * static_cast<size_t>(n * s.out_dim()));
+  }
+  return out;
+}
+
+template <class T>
+Napi::Value grad_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s, bool with_hvp) {
+  const T* theta = view<T>(o, "params", s.n_params).data;
+  const int64_t n = integer(o, "n", 0, INT64_C(1) << 40);
+  const T* x = view<T>(o, "x", checked_mul(n, s.in_dim(), "x")).data;
+  const Targets<T> tg = targets_of<T>(o, s, n);
+  auto grad = new_array<T>(env, s.n_params);
+  Napi::Object result = Napi::Object::New(env);
+  MlpWork<T> work;
+  double loss;
+  if (with_hvp) {
+    const T* u = view<T>(o, "v", s.n_params).data;
+    auto hv = new_array<T>(env, s.n_params);
+    loss = loss_grad_hvp(s, theta, x, tg, n, u, work, grad.Data(), hv.Data());
+    result.Set("hvp", hv);
+  } else {
+    loss = loss_and_grad(s, theta, x, tg, n, work, grad.Data());
+  }
+  result.Set("loss", Napi::Number::New(env, loss));
+  result.Set("grad", grad);
+  return result;
+}
+
+// ---- meta-gradient ------------------------------------------------------------------------
+
+template <class T>
+Napi::Value meta_gradient_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s) {
+  const MetaConfig cfg = meta_config_arg(o);
+  const T* theta = view<T>(o, "params", s.n_params).data;
+  const View<T> rv = view<T>(o, "rates");
+  const Rates<T> rates = rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
+  BatchArgs<T> b;
+  batch_arg<T>(o, s, true, b);
+  auto grad = new_array<T>(env, s.n_params);
+  auto rate_grad = new_array<T>(env, cfg.want_rate_grad ? rates.length : 0);
+  const double loss = meta_gradient_batch(s, cfg, theta, rates, b.data, grad.Data(), rate_grad.Data());
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("loss", Napi::Number::New(env, loss));
+  result.Set("grad", grad);
+  if (cfg.want_rate_grad) result.Set("rateGrad", rate_grad);
+  return result;
+}
+
+// ---- meta-step: meta-gradient, clipping and optimizer update, in place -------------------
+
+template <class T>
+struct OwnedBatch {
+  BatchArgs<T> args;
+  std::vector<T> xs, ys, xq, yq;
+  std::vector<int32_t> ysl, yql;
+
+  // Copies the arrays `args` points to, and points args at the copies.
+  void own(const ModelSpec& s) {
+    BatchData<T>& d = args.data;
+    const int64_t rs = args.s_off.back(), rq = args.q_off.back();
+    const int64_t d0 = s.in_dim(), dL = s.out_dim();
+    xs.assign(d.xs, d.xs + rs * d0);
+    d.xs = xs.data();
+    if (d.ys.labels) {
+      ysl.assign(d.ys.labels, d.ys.labels + rs);
+      d.ys.labels = ysl.data();
+    } else {
+      ys.assign(d.ys.y, d.ys.y + rs * dL);
+      d.ys.y = ys.data();
+    }
+    if (d.xq) {
+      xq.assign(d.xq, d.xq + rq * d0);
+      d.xq = xq.data();
+      if (d.yq.labels) {
+        yql.assign(d.yq.labels, d.yq.labels + rq);
+        d.yq.labels = yql.data();
+      } else if (d.yq.y) {
+        yq.assign(d.yq.y, d.yq.y + rq * dL);
+        d.yq.y = yq.data();
+      }
+    }
+    d.s_off = args.s_off.data();
+    d.q_off = args.q_off.data();
+  }
+};
+
+template <class T>
+struct StepJob {
+  ModelSpec spec;
+  MetaConfig cfg;
+  OptimConfig opt;
+  T* state = nullptr;  // [P + R]: parameters, then learned rates (R = 0 when rates are fixed)
+  int64_t state_len = 0;
+  T* m = nullptr;
+  T* v = nullptr;
+  int64_t t = 1;
+  bool learn_rates = false;
+  std::vector<T> fixed_rates;
+  int64_t step_stride = 0, param_stride = 0;
+  OwnedBatch<T> batch;
+  double loss = 0, grad_norm = 0;
+
+  void parse(const Napi::Object& o, const ModelSpec& s) {
+    spec = s;
+    cfg = meta_config_arg(o);
+    opt = optim_config_arg(o);
+    learn_rates = boolean(o, "learnRates", false);
+    cfg.want_rate_grad = learn_rates && cfg.second_order();
+    const View<T> st = view<T>(o, "state");
+    state = st.data;
+    state_len = st.length;
+    MAML_CHECK(state_len >= s.n_params, ShapeMismatch, "state: shorter than the parameter vector");
+    m = view<T>(o, "m", state_len).data;
+    v = view<T>(o, "v", state_len).data;
+    t = integer(o, "t", 1, INT64_C(1) << 52);
+    const int64_t P = s.n_params;
+    if (learn_rates) {
+      MAML_CHECK(state_len > P, ShapeMismatch, "state: learned rates missing after the parameters");
+      rates_arg<T>(o, state + P, state_len - P, cfg.steps, P);
+    } else {
+      MAML_CHECK(state_len == P, ShapeMismatch, "state: expected exactly the parameters when rates are fixed");
+      const View<T> rv = view<T>(o, "rates");
+      rates_arg<T>(o, rv.data, rv.length, cfg.steps, P);
+      fixed_rates.assign(rv.data, rv.data + rv.length);
+    }
+    step_stride = integer(o, "rateStepStride", 0, INT64_C(1) << 40);
+    param_stride = integer(o, "rateParamStride", 0, 1);
+    batch_arg<T>(o, s, cfg.algo != Algorithm::Reptile || has(o, "queryOffsets"), batch.args);
+  }
+
+  void run() {
+    const int64_t P = spec.n_params;
+    Rates<T> rates;
+    rates.step_stride = step_stride;
+    rates.param_stride = param_stride;
+    if (learn_rates) {
+      rates.data = state + P;
+      rates.length = state_len - P;
+    } else {
+      rates.data = fixed_rates.data();
+      rates.length = static_cast<int64_t>(fixed_rates.size());
+    }
+    std::vector<T> grad(static_cast<size_t>(state_len), T(0));
+    loss = meta_gradient_batch(spec, cfg, state, rates, batch.args.data, grad.data(), grad.data() + P);
+    grad_norm = clip_grad_norm(grad.data(), state_len, opt.clip_norm);
+    MAML_CHECK(std::isfinite(grad_norm) && std::isfinite(loss), NonFinite,
+               "the meta-gradient is not finite (loss " + std::to_string(loss) +
+                   "); the parameters were left unchanged. Lower the learning rates or clip the gradient.");
+    optimizer_step(opt, state, grad.data(), m, v, state_len, t);
+  }
+
+  Napi::Value result(const Napi::Env& env) const {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("loss", Napi::Number::New(env, loss));
+    r.Set("gradNorm", Napi::Number::New(env, grad_norm));
+    return r;
+  }
+};
+
+// ---- adaptation -------------------------------------------------------------------------
+
+template <class T>
+struct AdaptJob {
+  ModelSpec spec;
+  MetaConfig cfg;
+  std::vector<T> theta, rates_data;
+  int64_t step_stride = 0, param_stride = 0;
+  OwnedBatch<T> batch;
+  T* out = nullptr;  // [B, P]
+
+  void parse(const Napi::Object& o, const ModelSpec& s, bool copy) {
+    spec = s;
+    cfg = meta_config_arg(o);
+    const View<T> p = view<T>(o, "params", s.n_params);
+    const View<T> rv = view<T>(o, "rates");
+    rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
+    step_stride = integer(o, "rateStepStride", 0, INT64_C(1) << 40);
+    param_stride = integer(o, "rateParamStride", 0, 1);
+    theta.assign(p.data, p.data + p.length);
+    rates_data.assign(rv.data, rv.data + rv.length);
+    batch_arg<T>(o, s, false, batch.args);
+    if (copy) batch.own(s);
+  }
+
+  void run() {
+    Rates<T> r;
+    r.data = rates_data.data();
+    r.length = static_cast<int64_t>(rates_data.size());
+    r.step_stride = step_stride;
+    r.param_stride = param_stride;
+    adapt_batch(spec, cfg, theta.data(), r, batch.args.data, out);
+  }
+};
+
+// ---- async plumbing -----------------------------------------------------------------------
+
+// Runs job.run() on the libuv pool; resolves with finish(env) or rejects with a coded Error.
+template <class Job>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(const Napi::Env& env, std::unique_ptr<Job> job, const Napi::Object& keep_alive,
+                std::function<Napi::Value(const Napi::Env&, Job&, const Napi::Object&)> finish)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        job_(std::move(job)),
+        finish_(std::move(finish)) {
+    keep_ = Napi::Persistent(keep_alive);
+  }
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      job_->run();
+    } catch (const Error& e) {
+      code_ = e.code();
+      message_ = e.what();
+      failed_ = true;
+    } catch (const std::bad_alloc&) {
+      code_ = Code::OutOfMemory;
+      message_ = "out of memory: a native allocation failed";
+      failed_ = true;
+    } catch (const std::exception& e) {
+      code_ = Code::Internal;
+      message_ = std::string("internal error: ") + e.what();
+      failed_ = true;
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (failed_) {
+      deferred_.Reject(make_error(env, code_, message_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(finish_(env, *job_, keep_.Value()));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::unique_ptr<Job> job_;
+  Napi::ObjectReference keep_;
+  std::function<Napi::Value(const Napi::Env&, Job&, const Napi::Object&)> finish_;
+  bool failed_ = false;
+  Code code_ = Code::Internal;
+  std::string message_;
+};
+
+template <class T>
+Napi::Value meta_step_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s, bool async) {
+  auto job = std::make_unique<StepJob<T>>();
+  job->parse(o, s);
+  if (!async) {
+    job->run();
+    return job->result(env);
+  }
+  job->batch.own(s);
+  auto* w = new PromiseWorker<StepJob<T>>(env, std::move(job), o,
+                                          [](const Napi::Env& e, StepJob<T>& j, const Napi::Object&) { return j.result(e); });
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+template <class T>
+Napi::Value adapt_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s, bool async) {
+  auto job = std::make_unique<AdaptJob<T>>();
+  job->parse(o, s, async);
+  const int64_t B = job->batch.args.data.tasks;
+  auto out = new_array<T>(env, checked_mul(B, s.n_params, "adapted parameters"));
+  job->out = out.Data();
+  if (!async) {
+    job->run();
+    return out;
+  }
+  Napi::Object keep = Napi::Object::New(env);
+  keep.Set("out", out);
+  auto* w = new PromiseWorker<AdaptJob<T>>(
+      env, std::move(job), keep,
+      [](const Napi::Env&, AdaptJob<T>&, const Napi::Object& k) -> Napi::Value { return k.Get("out"); });
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace
+
+#define MAML_DISPATCH(fn, ...)                                                 \
+  [&]() -> Napi::Value {                                                       \
+    const Napi::Object o = object_arg(info, 0);                                \
+    const ModelSpec s = spec_arg(o);                                           \
+    return is_float64(o, "params") || (o.Has("state") && !o.Has("params") &&   \
+                                       is_float64(o, "state"))                 \
+               ? fn<double>(info.Env(), o, s, ##__VA_ARGS__)                   \
+               : fn<float>(info.Env(), o, s, ##__VA_ARGS__);                   \
+  }
+
+Napi::Value Forward(const Napi::CallbackInfo& info) { return guard(info.Env(), MAML_DISPATCH(forward_t)); }
+Napi::Value LossGrad(const Napi::CallbackInfo& info) { return guard(info.Env(), MAML_DISPATCH(grad_t, false)); }
+Napi::Value Hvp(const Napi::CallbackInfo& info) { return guard(info.Env(), MAML_DISPATCH(grad_t, true)); }
+Napi::Value MetaGradient(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), MAML_DISPATCH(meta_gradient_t));
+}
+Napi::Value MetaStep(const Napi::CallbackInfo& info) { return guard(info.Env(), MAML_DISPATCH(meta_step_t, false)); }
+Napi::Value MetaStepAsync(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), MAML_DISPATCH(meta_step_t, true));
+}
+Napi::Value AdaptBatch(const Napi::CallbackInfo& info) { return guard(info.Env(), MAML_DISPATCH(adapt_t, false)); }
+Napi::Value AdaptBatchAsync(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), MAML_DISPATCH(adapt_t, true));
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    MAML_CHECK(info.Length() >= 1 && info[0].IsNumber(), InvalidArgument, "setThreads: expected a number");
+    const double n = info[0].As<Napi::Number>().DoubleValue();
+    MAML_CHECK(n >= 1 && n <= 1024 && n == std::floor(n), InvalidArgument,
+               "setThreads: expected an integer in [1, 1024]");
+    set_thread_count(static_cast<int>(n));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), thread_count()); }
+
+}  // namespace maml::binding

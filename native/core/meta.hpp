@@ -1,0 +1,145 @@
+// meta.hpp: the inner loop of one task and the exact reverse-mode meta-gradient through it.
+//
+// Inner loop (DESIGN.md §3), from theta_0 = theta, s = 0..S-1:
+//   g_s = grad L_sup(theta_s)                   theta_{s+1} = theta_s - alpha_s * mask * g_s
+// Outer loss of the task: sum_s w_s L_qry(theta_s). Reverse pass (H_s = Hessian of L_sup at theta_s):
+//   v_S = w_S grad L_qry(theta_S)
+//   for s = S-1..0:  dalpha_s += -mask * g_s * v_{s+1}
+//                    v_s = v_{s+1} - H_s (alpha_s * mask * v_{s+1}) + w_s grad L_qry(theta_s)
+//   grad_theta = v_0
+// fomaml drops the H term; reptile returns theta - theta_S.
+//
+// Rates: alpha(s, i) = rates[s * step_stride + i * param_stride]; this one indexing covers a
+// scalar per step (1, 0), a vector per parameter shared by the steps (0, 1), and a vector per
+// step and parameter (P, 1). The rate gradient uses the same indexing.
+//
+// Accumulation rule: task_meta_gradient OVERWRITES grad [P] and ACCUMULATES into rate_grad
+// (the caller zeroes it); it returns the task's outer loss.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "mlp.hpp"
+
+namespace maml {
+
+enum class Algorithm : int { MAML = 0, FOMAML = 1, Reptile = 2, MetaSGD = 3, ANIL = 4 };
+
+template <class T>
+struct Rates {
+  const T* data = nullptr;
+  int64_t step_stride = 0;
+  int64_t param_stride = 0;
+  int64_t length = 0;  // number of entries in data
+  T at(int64_t s, int64_t i) const { return data[s * step_stride + i * param_stride]; }
+  int64_t index(int64_t s, int64_t i) const { return s * step_stride + i * param_stride; }
+};
+
+struct MetaConfig {
+  Algorithm algo = Algorithm::MAML;
+  int steps = 1;                 // S
+  std::vector<double> weights;   // w_0..w_S (S + 1 entries)
+  bool want_rate_grad = false;   // second-order algorithms only
+  bool head_only() const { return algo == Algorithm::ANIL; }
+  bool second_order() const {
+    return algo == Algorithm::MAML || algo == Algorithm::MetaSGD || algo == Algorithm::ANIL;
+  }
+};
+
+template <class T>
+struct TaskData {
+  const T* xs = nullptr;
+  Targets<T> ys;
+  int64_t ns = 0;
+  const T* xq = nullptr;
+  Targets<T> yq;
+  int64_t nq = 0;
+};
+
+// Scratch memory of one task, reused across tasks by one worker.
+template <class T>
+struct TaskWork {
+  MlpWork<T> mlp;
+  std::vector<T> thetas;  // [(S+1), P]: theta_0..theta_S
+  std::vector<T> grads;   // [S, P]: g_0..g_{S-1}
+  std::vector<T> v, u, hv, gq;
+  void reserve(int64_t P, int S) {
+    thetas.resize(static_cast<size_t>(checked_mul(S + 1, P, "inner-loop parameters")));
+    grads.resize(static_cast<size_t>(checked_mul(S > 0 ? S : 1, P, "inner-loop gradients")));
+    v.resize(P);
+    u.resize(P);
+    hv.resize(P);
+    gq.resize(P);
+  }
+};
+
+// The inner loop: fills work.thetas[0..S] and work.grads[0..S-1]. Returns nothing.
+template <class T>
+void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
+                const T* xs, const Targets<T>& ys, int64_t ns, TaskWork<T>& w) {
+  const int64_t P = s.n_params;
+  const int S = cfg.steps;
+  const int64_t begin = cfg.head_only() ? s.head_begin() : 0;
+  T* th = w.thetas.data();
+  for (int64_t i = 0; i < P; ++i) th[i] = theta[i];
+  for (int st = 0; st < S; ++st) {
+    const T* cur = th + st * P;
+    T* next = th + (st + 1) * P;
+    T* g = w.grads.data() + st * P;
+    loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
+    for (int64_t i = 0; i < begin; ++i) next[i] = cur[i];
+    for (int64_t i = begin; i < P; ++i) next[i] = cur[i] - rates.at(st, i) * g[i];
+  }
+}
+
+template <class T>
+double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
+                          const TaskData<T>& task, TaskWork<T>& w, T* grad, T* rate_grad) {
+  const int64_t P = s.n_params;
+  const int S = cfg.steps;
+  w.reserve(P, S);
+  inner_loop(s, cfg, theta, rates, task.xs, task.ys, task.ns, w);
+  const T* th = w.thetas.data();
+  const T* thS = th + static_cast<int64_t>(S) * P;
+
+  if (cfg.algo == Algorithm::Reptile) {
+    for (int64_t i = 0; i < P; ++i) grad[i] = theta[i] - thS[i];
+    if (task.nq > 0) return loss_and_grad<T>(s, thS, task.xq, task.yq, task.nq, w.mlp, nullptr);
+    return loss_and_grad<T>(s, thS, task.xs, task.ys, task.ns, w.mlp, nullptr);
+  }
+
+  // v_S = w_S grad L_qry(theta_S)
+  double loss = 0.0;
+  T* v = w.v.data();
+  const double wS = cfg.weights[S];
+  if (wS != 0.0) {
+    loss += wS * loss_and_grad(s, thS, task.xq, task.yq, task.nq, w.mlp, w.gq.data());
+    for (int64_t i = 0; i < P; ++i) v[i] = T(wS) * w.gq[i];
+  } else {
+    for (int64_t i = 0; i < P; ++i) v[i] = 0;
+  }
+  const int64_t begin = cfg.head_only() ? s.head_begin() : 0;
+  for (int st = S - 1; st >= 0; --st) {
+    const T* cur = th + static_cast<int64_t>(st) * P;
+    if (cfg.second_order()) {
+      const T* g = w.grads.data() + static_cast<int64_t>(st) * P;
+      T* u = w.u.data();
+      for (int64_t i = 0; i < begin; ++i) u[i] = 0;
+      for (int64_t i = begin; i < P; ++i) {
+        u[i] = rates.at(st, i) * v[i];
+        if (cfg.want_rate_grad) rate_grad[rates.index(st, i)] -= g[i] * v[i];
+      }
+      loss_grad_hvp<T>(s, cur, task.xs, task.ys, task.ns, u, w.mlp, nullptr, w.hv.data());
+      for (int64_t i = 0; i < P; ++i) v[i] -= w.hv[i];
+    }
+    const double ws = cfg.weights[st];
+    if (ws != 0.0) {
+      loss += ws * loss_and_grad(s, cur, task.xq, task.yq, task.nq, w.mlp, w.gq.data());
+      for (int64_t i = 0; i < P; ++i) v[i] += T(ws) * w.gq[i];
+    }
+  }
+  for (int64_t i = 0; i < P; ++i) grad[i] = v[i];
+  return loss;
+}
+
+}  // namespace maml

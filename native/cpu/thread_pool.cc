@@ -1,0 +1,143 @@
+// thread_pool.cc: a condition-variable pool; see thread_pool.hpp for the contract.
+#include "thread_pool.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace maml {
+namespace {
+
+class Pool {
+ public:
+  explicit Pool(int n) { start(n); }
+  ~Pool() { stop(); }
+
+  int size() const { return size_; }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> run(run_mutex_);
+    stop();
+    start(n);
+  }
+
+  void run(int64_t n_jobs, const std::function<void(int64_t, int)>& fn) {
+    if (n_jobs <= 0) return;
+    std::lock_guard<std::mutex> run(run_mutex_);
+    if (size_ <= 1 || n_jobs == 1) {
+      for (int64_t j = 0; j < n_jobs; ++j) fn(j, 0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      fn_ = &fn;
+      n_jobs_ = n_jobs;
+      next_job_.store(0);
+      error_ = nullptr;
+      active_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    work(0);
+    std::unique_lock<std::mutex> lk(mutex_);
+    done_.wait(lk, [&] { return active_ == 0; });
+    fn_ = nullptr;
+    if (error_) {
+      std::exception_ptr e = error_;
+      error_ = nullptr;
+      std::rethrow_exception(e);
+    }
+  }
+
+ private:
+  void start(int n) {
+    size_ = n < 1 ? 1 : n;
+    quit_ = false;
+    for (int w = 1; w < size_; ++w) workers_.emplace_back([this, w] { loop(w); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      quit_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  void work(int worker) {
+    for (;;) {
+      const int64_t j = next_job_.fetch_add(1);
+      if (j >= n_jobs_) break;
+      try {
+        (*fn_)(j, worker);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mutex_);
+        if (!error_) error_ = std::current_exception();
+        next_job_.store(n_jobs_);  // skip the remaining jobs
+      }
+    }
+  }
+
+  void loop(int worker) {
+    uint64_t seen = 0;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      seen = generation_;
+    }
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mutex_);
+        wake_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (quit_) return;
+      }
+      work(worker);
+      std::lock_guard<std::mutex> lk(mutex_);
+      if (--active_ == 0) done_.notify_one();
+    }
+  }
+
+  int size_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;  // one parallel_for at a time
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  bool quit_ = false;
+  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  int64_t n_jobs_ = 0;
+  std::atomic<int64_t> next_job_{0};
+  int active_ = 0;
+  std::exception_ptr error_;
+};
+
+Pool& pool() {
+  static Pool p(default_thread_count());
+  return p;
+}
+
+}  // namespace
+
+int default_thread_count() {
+  if (const char* env = std::getenv("MAML_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n >= 1 && n <= 1024) return n;
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw > 256 ? 256 : hw);
+}
+
+void set_thread_count(int n) { pool().resize(n); }
+int thread_count() { return pool().size(); }
+
+void parallel_for(int64_t n_jobs, const std::function<void(int64_t, int)>& fn) { pool().run(n_jobs, fn); }
+
+}  // namespace maml

@@ -1,0 +1,100 @@
+/**
+ * The shape of the native addon's export table (native/addon.cc). Internal: the public API
+ * wraps every function with validation and error mapping. Codes: activation relu = 0,
+ * tanh = 1; loss mse = 0, cross-entropy = 1, binary-cross-entropy = 2; algorithm maml = 0,
+ * fomaml = 1, reptile = 2, meta-sgd = 3, anil = 4; optimizer adam = 0, sgd = 1.
+ */
+export type Real = Float32Array | Float64Array;
+
+export interface NativeSpec {
+  layers: Int32Array;
+  activation: number;
+  loss: number;
+}
+
+export interface NativeBatch {
+  tasks: number;
+  supportOffsets: Int32Array;
+  queryOffsets?: Int32Array;
+  xs: Real;
+  ys?: Real;
+  ysLabels?: Int32Array;
+  xq?: Real;
+  yq?: Real;
+  yqLabels?: Int32Array;
+}
+
+export interface NativeInner {
+  algorithm: number;
+  steps: number;
+  weights: Float64Array;
+  rateStepStride: number;
+  rateParamStride: number;
+  wantRateGrad?: boolean;
+}
+
+export interface NativeOptim {
+  optKind: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  clipNorm: number;
+}
+
+export interface DeviceReport {
+  cudaCompiled: boolean;
+  deviceCount: number;
+  devices: { name: string; computeCapability: string; memoryBytes: number }[];
+  runtimeVersion?: number;
+  driverVersion?: number;
+  error?: { code: string; message: string };
+}
+
+export interface BuildReport {
+  precision: string[];
+  cuda: boolean;
+  compiler: string;
+  threads: number;
+  defaultThreads: number;
+}
+
+export interface NativeAddon {
+  forward(o: NativeSpec & { params: Real; x: Real; n: number }): Real;
+  lossGrad(o: NativeSpec & { params: Real; x: Real; n: number; y?: Real; labels?: Int32Array }): { loss: number; grad: Real };
+  hvp(o: NativeSpec & { params: Real; x: Real; n: number; y?: Real; labels?: Int32Array; v: Real }): {
+    loss: number;
+    grad: Real;
+    hvp: Real;
+  };
+  metaGradient(o: NativeSpec & NativeInner & NativeBatch & { params: Real; rates: Real }): {
+    loss: number;
+    grad: Real;
+    rateGrad?: Real;
+  };
+  metaStep(o: NativeSpec & NativeInner & NativeOptim & NativeBatch & MetaStepState): { loss: number; gradNorm: number };
+  metaStepAsync(o: NativeSpec & NativeInner & NativeOptim & NativeBatch & MetaStepState): Promise<{ loss: number; gradNorm: number }>;
+  adaptBatch(o: NativeSpec & NativeInner & NativeBatch & { params: Real; rates: Real }): Real;
+  adaptBatchAsync(o: NativeSpec & NativeInner & NativeBatch & { params: Real; rates: Real }): Promise<Real>;
+  setThreads(n: number): void;
+  getThreads(): number;
+  deviceInfo(): DeviceReport;
+  buildInfo(): BuildReport;
+}
+
+/** Learner state handed to metaStep: updated in place. */
+export interface MetaStepState {
+  /** [P + R]: parameters, then the learned inner rates (R = 0 when the rates are fixed). */
+  state: Real;
+  m: Real;
+  v: Real;
+  /** 1-based optimizer step number of this update. */
+  t: number;
+  learnRates: boolean;
+  /** the fixed rates when learnRates is false */
+  rates?: Real;
+}
