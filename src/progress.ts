@@ -154,7 +154,7 @@ class TerminalProgress implements Progress {
     const columns = typeof this.stream.columns === 'number' && this.stream.columns > 20 ? this.stream.columns : 80;
     const s = stats(this.done, this.total, (t - this.start) / 1000);
     const head = this.label ? `${this.label} ` : '';
-    const counts = ` ${s.done}/${this.total} ${s.percent.padStart(6)}  ${s.rate}`;
+    const counts = ` ${String(s.done).padStart(String(this.total).length)}/${this.total} ${s.percent.padStart(6)}  ${s.rate}`; // fixed width: the bar does not jitter
     const time = final ? `  in ${formatDuration(s.elapsed)}` : `  ETA ${formatDuration(s.eta)}`;
     const tail = `${counts}${time}${formatInfo(this.info)}`;
     const barWidth = Math.max(0, Math.min(40, columns - 1 - head.length - tail.length));

@@ -339,14 +339,14 @@ Napi::Value adapt_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec
 
 }  // namespace
 
-#define MAML_DISPATCH(fn, ...)                                                 \
-  [&]() -> Napi::Value {                                                       \
-    const Napi::Object o = object_arg(info, 0);                                \
-    const ModelSpec s = spec_arg(o);                                           \
-    return is_float64(o, "params") || (o.Has("state") && !o.Has("params") &&   \
-                                       is_float64(o, "state"))                 \
-               ? fn<double>(info.Env(), o, s, ##__VA_ARGS__)                   \
-               : fn<float>(info.Env(), o, s, ##__VA_ARGS__);                   \
+// Runs fn<float> or fn<double> by the element type of o.params (or o.state for meta-steps).
+#define MAML_DISPATCH(fn, ...)                                                    \
+  [&]() -> Napi::Value {                                                          \
+    const Napi::Object o = object_arg(info, 0);                                   \
+    const ModelSpec s = spec_arg(o);                                              \
+    return is_float64(o, has(o, "params") ? "params" : "state")                   \
+               ? fn<double>(info.Env(), o, s, ##__VA_ARGS__)                      \
+               : fn<float>(info.Env(), o, s, ##__VA_ARGS__);                      \
   }
 
 Napi::Value Forward(const Napi::CallbackInfo& info) { return guard(info.Env(), MAML_DISPATCH(forward_t)); }

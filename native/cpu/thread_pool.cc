@@ -58,7 +58,10 @@ class Pool {
   void start(int n) {
     size_ = n < 1 ? 1 : n;
     quit_ = false;
-    for (int w = 1; w < size_; ++w) workers_.emplace_back([this, w] { loop(w); });
+    // Workers start from the generation current now, so that a run posted before a worker
+    // first takes the lock is not missed.
+    const uint64_t start_gen = generation_;
+    for (int w = 1; w < size_; ++w) workers_.emplace_back([this, w, start_gen] { loop(w, start_gen); });
   }
 
   void stop() {
@@ -86,12 +89,7 @@ class Pool {
     }
   }
 
-  void loop(int worker) {
-    uint64_t seen = 0;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      seen = generation_;
-    }
+  void loop(int worker, uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(mutex_);

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The CLI entry point: the compiled TypeScript lives in lib/ (npm install runs `tsc`).
+import { main } from '../lib/cli.js';
+
+process.exitCode = main(process.argv.slice(2));

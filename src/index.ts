@@ -1,0 +1,29 @@
+/**
+ * maml-native: exact MAML, first-order MAML, Reptile, Meta-SGD, ANIL and the MAML++
+ * refinements on hand-written native kernels. This file only re-exports.
+ */
+export { MamlError, ERROR_CODES, type ErrorCode } from './errors.js';
+export {
+  initParams,
+  paramCount,
+  paramLayout,
+  type ModelSpec,
+  type Activation,
+  type LossName,
+  type LayerSlice,
+} from './model.js';
+export { forward, gradient, hvp, metaGradient, type MetaGradientOptions, type MetaGradientResult } from './functional.js';
+export { ALGORITHMS, type Algorithm, type MetaBatch, type InnerLr, type InnerOptions, type RateShape } from './inner.js';
+export {
+  MetaLearner,
+  AdaptedModel,
+  type MetaLearnerOptions,
+  type OptimizerOptions,
+  type SupportSet,
+  type AdaptOptions,
+} from './learner.js';
+export { sinusoid, type SinusoidOptions, type SinusoidSampler, type SineBatch } from './sinusoid.js';
+export { setThreads, getThreads } from './native.js';
+export { backendInfo, resolveDevice, type BackendInfo, type DeviceRequest } from './loader.js';
+export { Rng } from './rng.js';
+export type { Precision } from './validate.js';

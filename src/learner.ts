@@ -1,0 +1,463 @@
+/**
+ * MetaLearner: meta-training state (parameters, learned inner rates, optimizer moments) and
+ * per-user adaptation. The parameters, rates and Adam moments live in flat Float32Arrays that
+ * native code updates in place; every getter hands out a copy.
+ *
+ * Concurrency: asynchronous calls on one learner run one after another in call order; a
+ * synchronous call made while an asynchronous one is pending throws MamlError('BUSY').
+ */
+import { MamlError } from './errors.js';
+import { checkBatch, checkInner, ratesForSteps, type Algorithm, type Inner, type InnerLr, type MetaBatch } from './inner.js';
+import { checkModel, initParams, type Model, type ModelSpec } from './model.js';
+import { callNative, callNativeAsync } from './native.js';
+import type { NativeAddon, NativeBatch, NativeOptim } from './native-types.js';
+import { resolveDevice, type DeviceRequest } from './loader.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import {
+  checkBoolean,
+  checkInt,
+  checkNumber,
+  checkObject,
+  checkOneOf,
+  checkReal,
+  fail,
+  rowsOf,
+} from './validate.js';
+
+export interface OptimizerOptions {
+  kind: 'adam' | 'sgd';
+  /** learning rate (default 1e-3) */
+  lr?: number;
+  /** Adam's (β1, β2), default [0.9, 0.999] */
+  betas?: [number, number];
+  /** Adam's ε, default 1e-8 */
+  eps?: number;
+  /** L2 penalty added to the gradient, as torch.optim (default 0) */
+  weightDecay?: number;
+  /** SGD momentum (default 0), dampening (default 0), nesterov (default false) */
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+  /** clip the meta-gradient to this global L2 norm before the update (default: no clipping) */
+  clipNorm?: number;
+}
+
+export interface MetaLearnerOptions {
+  model: ModelSpec;
+  /** default 'maml' */
+  algorithm?: Algorithm;
+  /** inner rate(s): a number, one per step, or per parameter (meta-sgd); default 0.01 */
+  innerLr?: InnerLr;
+  /** default 1 */
+  innerSteps?: number;
+  /** MAML++ multi-step loss weights w_0..w_S (default: the last step only) */
+  stepWeights?: readonly number[];
+  /** learn the inner rates with the meta-optimizer (default: true for meta-sgd, false otherwise) */
+  learnInnerLr?: boolean;
+  /** default { kind: 'adam', lr: 1e-3 } */
+  optimizer?: OptimizerOptions;
+  /** default 'auto': CUDA when usable, otherwise the CPU (see `deviceReason`) */
+  device?: DeviceRequest;
+  /** seeds the initial parameters (default 0) */
+  seed?: number;
+  /** initial parameters instead of a seeded initialization */
+  params?: Float32Array;
+}
+
+/** The support set of one user: x [n, d0], y [n, dL] (or Int32Array labels [n]). */
+export interface SupportSet {
+  x: Float32Array;
+  y: Float32Array | Int32Array;
+}
+
+export interface AdaptOptions {
+  /** inner steps (default: the learner's innerSteps) */
+  steps?: number;
+}
+
+/** A model adapted to one user: its parameters and its predictions. */
+export class AdaptedModel {
+  readonly model: ModelSpec;
+  readonly params: Float32Array;
+  readonly #m: Model;
+
+  /** @internal */
+  constructor(m: Model, params: Float32Array) {
+    this.#m = m;
+    this.model = m.spec;
+    this.params = params;
+  }
+
+  /** Network outputs for x [n, d0] (logits for the cross-entropies): [n, dL]. */
+  predict(x: Float32Array): Float32Array {
+    const where = 'AdaptedModel.predict';
+    const n = rowsOf(checkReal(x, where, 'x', 'float32'), where, 'x', this.#m.dIn);
+    const m = this.#m;
+    return callNative((a) => a.forward({ layers: m.layers, activation: m.activation, loss: m.loss, params: this.params, x, n })) as Float32Array;
+  }
+
+  /**
+   * Probabilities for x: sigmoid of the outputs for binary-cross-entropy, softmax per row for
+   * cross-entropy. For mse this is the same as predict().
+   */
+  predictProba(x: Float32Array): Float32Array {
+    return toProbabilities(this.#m, this.predict(x));
+  }
+}
+
+export function toProbabilities(m: Model, out: Float32Array): Float32Array {
+  if (m.spec.loss === 'binary-cross-entropy') {
+    for (let i = 0; i < out.length; i++) out[i] = 1 / (1 + Math.exp(-out[i]!));
+  } else if (m.spec.loss === 'cross-entropy') {
+    const k = m.dOut;
+    for (let r = 0; r < out.length; r += k) {
+      let max = -Infinity;
+      for (let j = 0; j < k; j++) max = Math.max(max, out[r + j]!);
+      let sum = 0;
+      for (let j = 0; j < k; j++) sum += out[r + j] = Math.exp(out[r + j]! - max);
+      for (let j = 0; j < k; j++) out[r + j] = out[r + j]! / sum;
+    }
+  }
+  return out;
+}
+
+interface OptimState extends NativeOptim {
+  kindName: 'adam' | 'sgd';
+}
+
+function checkOptimizer(value: unknown, where: string): OptimState {
+  const o = checkObject(value ?? { kind: 'adam' }, where, 'options.optimizer');
+  const kindName = checkOneOf(o.kind ?? 'adam', where, 'options.optimizer.kind', ['adam', 'sgd'] as const);
+  const betas = o.betas === undefined ? [0.9, 0.999] : o.betas;
+  if (!Array.isArray(betas) || betas.length !== 2) fail('INVALID_ARGUMENT', where, 'options.optimizer.betas', 'a pair [β1, β2]', betas);
+  const num = (v: unknown, name: string, dflt: number, opts: { min?: number; max?: number; exclusiveMin?: boolean }) =>
+    v === undefined ? dflt : checkNumber(v, where, `options.optimizer.${name}`, opts);
+  return {
+    kindName,
+    optKind: kindName === 'adam' ? 0 : 1,
+    lr: num(o.lr, 'lr', 1e-3, { min: 0 }),
+    beta1: checkNumber(betas[0], where, 'options.optimizer.betas[0]', { min: 0, max: 0.999999999 }),
+    beta2: checkNumber(betas[1], where, 'options.optimizer.betas[1]', { min: 0, max: 0.999999999 }),
+    eps: num(o.eps, 'eps', 1e-8, { min: 0, exclusiveMin: true }),
+    weightDecay: num(o.weightDecay, 'weightDecay', 0, { min: 0 }),
+    momentum: num(o.momentum, 'momentum', 0, { min: 0 }),
+    dampening: num(o.dampening, 'dampening', 0, { min: 0, max: 1 }),
+    nesterov: o.nesterov === undefined ? false : checkBoolean(o.nesterov, where, 'options.optimizer.nesterov'),
+    clipNorm: num(o.clipNorm, 'clipNorm', 0, { min: 0 }),
+  };
+}
+
+/**
+ * Meta-learns an initialization (and, for meta-sgd or MAML++, inner rates) that adapts to a
+ * new task in a few gradient steps.
+ *
+ * @example
+ * const learner = new MetaLearner({
+ *   model: { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' },
+ *   algorithm: 'maml', innerLr: 0.01, innerSteps: 1, optimizer: { kind: 'adam', lr: 1e-3 }, seed: 1,
+ * });
+ * const tasks = sinusoid({ shots: 10, queries: 10, seed: 1 });
+ * for (let i = 0; i < 1000; i++) learner.step(tasks.sample(25));
+ * const user = learner.adapt({ x, y }, { steps: 10 });
+ * user.predict(xNew);
+ */
+export class MetaLearner {
+  readonly model: ModelSpec;
+  readonly algorithm: Algorithm;
+  readonly innerSteps: number;
+  readonly learnInnerLr: boolean;
+  /** the device steps run on */
+  readonly device: 'cpu' | 'cuda';
+  /** why that device was chosen (for example why CUDA was not used) */
+  readonly deviceReason: string;
+  readonly seed: number;
+  readonly #m: Model;
+  #inner: Inner;
+  readonly #opt: OptimState;
+  /** [P + R]: the parameters, then the learned rates (R = 0 when rates are fixed) */
+  #state: Float32Array;
+  #mom1: Float32Array;
+  #mom2: Float32Array;
+  #t = 0;
+  #pending = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: MetaLearnerOptions) {
+    const where = 'MetaLearner';
+    const o = checkObject(options, where, 'options');
+    this.#m = checkModel(o.model, where);
+    this.model = this.#m.spec;
+    this.#inner = checkInner(o, this.#m, 'float32', where);
+    this.algorithm = this.#inner.algorithmName;
+    this.innerSteps = this.#inner.steps;
+    this.learnInnerLr =
+      o.learnInnerLr === undefined ? this.algorithm === 'meta-sgd' : checkBoolean(o.learnInnerLr, where, 'options.learnInnerLr');
+    if (this.learnInnerLr && (this.algorithm === 'fomaml' || this.algorithm === 'reptile'))
+      throw new MamlError('INVALID_ARGUMENT', `${where}: learnInnerLr needs a second-order algorithm (maml, meta-sgd, anil), not ${this.algorithm}`);
+    if (this.learnInnerLr && this.innerSteps === 0)
+      throw new MamlError('INVALID_ARGUMENT', `${where}: learnInnerLr needs at least one inner step`);
+    this.#opt = checkOptimizer(o.optimizer, where);
+    this.seed = o.seed === undefined ? 0 : checkInt(o.seed, where, 'options.seed', 0, 2 ** 32 - 1);
+    const { device, reason } = resolveDevice((o.device ?? 'auto') as DeviceRequest);
+    this.device = device;
+    this.deviceReason = reason;
+    const P = this.#m.nParams;
+    const params =
+      o.params === undefined ? initParams(this.model, { seed: this.seed }) : checkReal(o.params, where, 'options.params', 'float32', P);
+    const R = this.learnInnerLr ? this.#inner.rates.length : 0;
+    this.#state = new Float32Array(P + R);
+    this.#state.set(params);
+    if (R > 0) {
+      this.#state.set(this.#inner.rates, P);
+      this.#inner = { ...this.#inner, rates: this.#state.subarray(P) };
+    } else {
+      this.#inner = { ...this.#inner, rates: Float32Array.from(this.#inner.rates) };
+    }
+    this.#mom1 = new Float32Array(P + R);
+    this.#mom2 = new Float32Array(P + R);
+  }
+
+  /** A copy of the parameters θ. */
+  get params(): Float32Array {
+    return this.#state.slice(0, this.#m.nParams);
+  }
+
+  /** A copy of the inner rates (per step, or per parameter for meta-sgd). */
+  get innerLr(): Float32Array {
+    return Float32Array.from(this.#inner.rates);
+  }
+
+  /** How the inner rates are laid out. */
+  get innerLrShape(): 'per-step' | 'per-param' | 'per-step-param' {
+    return this.#inner.rateShape;
+  }
+
+  /** The MAML++ multi-step loss weights w_0..w_S in use. */
+  get stepWeights(): number[] {
+    return Array.from(this.#inner.weights);
+  }
+  set stepWeights(w: readonly number[]) {
+    this.#checkIdle('stepWeights');
+    const inner = checkInner(
+      { algorithm: this.algorithm, innerSteps: this.innerSteps, innerLr: 0.01, stepWeights: w },
+      this.#m,
+      'float32',
+      'MetaLearner.stepWeights',
+    );
+    this.#inner = { ...this.#inner, weights: inner.weights };
+  }
+
+  /** Number of meta-steps taken. */
+  get stepCount(): number {
+    return this.#t;
+  }
+
+  /** The optimizer settings. */
+  get optimizer(): OptimizerOptions {
+    const o = this.#opt;
+    return {
+      kind: o.kindName,
+      lr: o.lr,
+      betas: [o.beta1, o.beta2],
+      eps: o.eps,
+      weightDecay: o.weightDecay,
+      momentum: o.momentum,
+      dampening: o.dampening,
+      nesterov: o.nesterov,
+      clipNorm: o.clipNorm,
+    };
+  }
+
+  #checkIdle(where: string): void {
+    if (this.#pending > 0)
+      throw new MamlError('BUSY', `MetaLearner.${where}: an asynchronous call on this learner is still running; await it first`);
+  }
+
+  #stepArgs(batch: MetaBatch, where: string): Parameters<NativeAddon['metaStep']>[0] {
+    const b: NativeBatch = checkBatch(batch, this.#m, 'float32', where, this.algorithm !== 'reptile');
+    const m = this.#m;
+    return {
+      layers: m.layers,
+      activation: m.activation,
+      loss: m.loss,
+      ...this.#inner,
+      ...this.#opt,
+      ...b,
+      state: this.#state,
+      m: this.#mom1,
+      v: this.#mom2,
+      t: this.#t + 1,
+      learnRates: this.learnInnerLr,
+      rates: this.#inner.rates,
+    };
+  }
+
+  /**
+   * One meta-step on a meta-batch: the meta-gradient, clipping, and the optimizer update, in
+   * one native call. Returns the meta-batch's loss before the update.
+   */
+  step(batch: MetaBatch): { loss: number; gradNorm: number } {
+    this.#checkIdle('step');
+    const args = this.#stepArgs(batch, 'MetaLearner.step');
+    const r = callNative((a) => a.metaStep(args));
+    this.#t++;
+    return r;
+  }
+
+  /** step() off the event loop. The batch is copied before the call returns. */
+  stepAsync(batch: MetaBatch): Promise<{ loss: number; gradNorm: number }> {
+    return this.#enqueue(async () => {
+      const args = this.#stepArgs(batch, 'MetaLearner.stepAsync');
+      const r = await callNativeAsync((a) => a.metaStepAsync(args));
+      this.#t++;
+      return r;
+    });
+  }
+
+  #enqueue<R>(fn: () => Promise<R>): Promise<R> {
+    this.#pending++;
+    const run = this.#queue.then(fn).finally(() => {
+      this.#pending--;
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #adaptArgs(batch: NativeBatch, steps: number): Parameters<NativeAddon['adaptBatch']>[0] {
+    const m = this.#m;
+    const { rates, rateStepStride } = ratesForSteps(this.#inner, steps, m.nParams);
+    return {
+      layers: m.layers,
+      activation: m.activation,
+      loss: m.loss,
+      ...this.#inner,
+      steps,
+      weights: new Float64Array(steps + 1),
+      rates,
+      rateStepStride,
+      ...batch,
+      params: this.#state.subarray(0, m.nParams),
+    };
+  }
+
+  #supportBatch(support: unknown, where: string): NativeBatch {
+    const s = checkObject(support, where, 'support');
+    const x = checkReal(s.x, where, 'support.x', 'float32');
+    const n = rowsOf(x, where, 'support.x', this.#m.dIn);
+    return checkBatch({ tasks: 1, support: n, xs: x, ys: s.y }, this.#m, 'float32', where, false);
+  }
+
+  #steps(options: unknown, where: string): number {
+    if (options === undefined) return this.innerSteps;
+    const o = checkObject(options, where, 'options');
+    return o.steps === undefined ? this.innerSteps : checkInt(o.steps, where, 'options.steps', 0, 10_000);
+  }
+
+  /**
+   * Adapts the meta-learned initialization to one user's support set with `steps` inner steps
+   * (the same update rule as in training; extra steps reuse the last step's rate).
+   */
+  adapt(support: SupportSet, options?: AdaptOptions): AdaptedModel {
+    const where = 'MetaLearner.adapt';
+    this.#checkIdle('adapt');
+    const args = this.#adaptArgs(this.#supportBatch(support, where), this.#steps(options, where));
+    return new AdaptedModel(this.#m, callNative((a) => a.adaptBatch(args)) as Float32Array);
+  }
+
+  /** adapt() off the event loop. */
+  adaptAsync(support: SupportSet, options?: AdaptOptions): Promise<AdaptedModel> {
+    const where = 'MetaLearner.adaptAsync';
+    const batch = this.#supportBatch(support, where);
+    const steps = this.#steps(options, where);
+    return this.#enqueue(async () => {
+      const args = this.#adaptArgs(batch, steps);
+      return new AdaptedModel(this.#m, (await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array);
+    });
+  }
+
+  #batchModels(out: Float32Array, tasks: number): AdaptedModel[] {
+    const P = this.#m.nParams;
+    return Array.from({ length: tasks }, (_, t) => new AdaptedModel(this.#m, out.subarray(t * P, (t + 1) * P)));
+  }
+
+  /**
+   * Adapts many users in one native call, spread over threads. `batch` holds only support
+   * sets: { tasks, support | supportOffsets, xs, ys }. The models share one buffer [tasks, P].
+   */
+  adaptBatch(batch: Pick<MetaBatch, 'tasks' | 'support' | 'supportOffsets' | 'xs' | 'ys'>, options?: AdaptOptions): AdaptedModel[] {
+    const where = 'MetaLearner.adaptBatch';
+    this.#checkIdle('adaptBatch');
+    const b = checkBatch(batch, this.#m, 'float32', where, false);
+    const args = this.#adaptArgs(b, this.#steps(options, where));
+    return this.#batchModels(callNative((a) => a.adaptBatch(args)) as Float32Array, b.tasks);
+  }
+
+  /** adaptBatch() off the event loop. */
+  adaptBatchAsync(batch: Pick<MetaBatch, 'tasks' | 'support' | 'supportOffsets' | 'xs' | 'ys'>, options?: AdaptOptions): Promise<AdaptedModel[]> {
+    const where = 'MetaLearner.adaptBatchAsync';
+    const b = checkBatch(batch, this.#m, 'float32', where, false);
+    const steps = this.#steps(options, where);
+    return this.#enqueue(async () => {
+      const args = this.#adaptArgs(b, steps);
+      return this.#batchModels((await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array, b.tasks);
+    });
+  }
+
+  /** Outputs of the meta-learned (unadapted) model for x [n, d0]. */
+  predict(x: Float32Array): Float32Array {
+    this.#checkIdle('predict');
+    return new AdaptedModel(this.#m, this.params).predict(x);
+  }
+
+  /**
+   * Saves the learner as a safetensors checkpoint (tensors `layers.{l}.weight` and
+   * `layers.{l}.bias`, loadable by PyTorch; settings and rates in the metadata). Written to a
+   * temporary file, flushed, then renamed: an existing file is never left half-written.
+   */
+  save(path: string): void {
+    this.#checkIdle('save');
+    writeCheckpoint(path, {
+      model: this.model,
+      params: this.params,
+      algorithm: this.algorithm,
+      innerSteps: this.innerSteps,
+      innerLr: this.innerLr,
+      innerLrShape: this.innerLrShape,
+      learnInnerLr: this.learnInnerLr,
+      stepWeights: this.stepWeights,
+      optimizer: this.optimizer,
+      stepCount: this.#t,
+      seed: this.seed,
+    });
+  }
+
+  /**
+   * Loads a checkpoint written by save(). Restores the parameters, inner rates, settings and
+   * step count; the optimizer's moments start afresh.
+   */
+  static load(path: string, options: { device?: DeviceRequest } = {}): MetaLearner {
+    const c = readCheckpoint(path);
+    const innerLr = c.innerLrShape === 'per-step' ? Array.from(c.innerLr) : c.innerLr;
+    let learner: MetaLearner;
+    try {
+      learner = new MetaLearner({
+      model: c.model,
+      algorithm: c.algorithm,
+      innerSteps: c.innerSteps,
+      innerLr: c.innerLrShape === 'per-step' && c.innerSteps === 0 ? c.innerLr[0]! : innerLr,
+      stepWeights: c.stepWeights,
+      learnInnerLr: c.learnInnerLr,
+      optimizer: c.optimizer,
+      seed: c.seed,
+      params: c.params,
+      ...(options.device ? { device: options.device } : {}),
+      });
+    } catch (err) {
+      if (err instanceof MamlError && err.code !== 'NO_DEVICE' && err.code !== 'UNSUPPORTED')
+        throw new MamlError('CORRUPT_FILE', `${path}: the checkpoint's settings are invalid: ${err.message}`, { cause: err });
+      throw err;
+    }
+    learner.#t = c.stepCount;
+    return learner;
+  }
+}

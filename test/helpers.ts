@@ -1,0 +1,100 @@
+// Shared test utilities: seeded random inputs, comparisons that report the worst element,
+// central finite differences.
+import { expect } from 'vitest';
+import { Rng } from '../src/rng.js';
+import type { ModelSpec } from '../src/model.js';
+
+export function randomArray(rng: Rng, n: number, scale = 1, Kind: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array) {
+  const a = new Kind(n);
+  for (let i = 0; i < n; i++) a[i] = rng.range(-scale, scale);
+  return a;
+}
+
+export function randomLabels(rng: Rng, n: number, classes: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.int(classes);
+  return a;
+}
+
+export function randomTargets(rng: Rng, model: ModelSpec, rows: number, Kind: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array) {
+  const dOut = model.layers[model.layers.length - 1]!;
+  if (model.loss === 'cross-entropy') return randomLabels(rng, rows, dOut);
+  if (model.loss === 'binary-cross-entropy') {
+    const y = new Kind(rows * dOut);
+    for (let i = 0; i < y.length; i++) y[i] = rng.uniform() < 0.5 ? 0 : 1;
+    return y;
+  }
+  return randomArray(rng, rows * dOut, 1, Kind);
+}
+
+/** ||a - b|| / max(||a||, ||b||, floor), with the worst element for the failure message. */
+export function compare(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-12) {
+  expect(a.length).toBe(b.length);
+  let diff = 0, na = 0, nb = 0, worst = -1, worstAbs = -1;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i]! - b[i]!;
+    diff += d * d;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+    if (!(Math.abs(d) <= worstAbs)) {
+      worstAbs = Math.abs(d);
+      worst = i;
+    }
+  }
+  const rel = Math.sqrt(diff) / Math.max(Math.sqrt(na), Math.sqrt(nb), floor);
+  return { rel, worst, a: a[worst], b: b[worst], length: a.length };
+}
+
+export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) {
+  const c = compare(a, b);
+  if (!(c.rel <= tol))
+    throw new Error(`${what}: relative error ${c.rel.toExponential(3)} > ${tol}; worst element ${c.worst} of ${c.length}: ${c.a} vs ${c.b}`);
+}
+
+/** Central differences of f at x (Float64Array), with step eps. */
+export function finiteDiff(f: (x: Float64Array) => number, x: Float64Array, eps = 1e-6): Float64Array {
+  const g = new Float64Array(x.length);
+  const xp = Float64Array.from(x);
+  for (let i = 0; i < x.length; i++) {
+    xp[i] = x[i]! + eps;
+    const fp = f(xp);
+    xp[i] = x[i]! - eps;
+    const fm = f(xp);
+    xp[i] = x[i]!;
+    g[i] = (fp - fm) / (2 * eps);
+  }
+  return g;
+}
+
+export const MODELS: ModelSpec[] = [
+  { layers: [3, 6, 5, 2], activation: 'tanh', loss: 'mse' },
+  { layers: [3, 6, 5, 2], activation: 'relu', loss: 'mse' },
+  { layers: [4, 5, 3], activation: 'tanh', loss: 'cross-entropy' },
+  { layers: [4, 5, 3], activation: 'relu', loss: 'cross-entropy' },
+  { layers: [2, 7, 1], activation: 'tanh', loss: 'binary-cross-entropy' },
+  { layers: [2, 7, 4, 2], activation: 'relu', loss: 'binary-cross-entropy' },
+];
+
+export function modelName(m: ModelSpec): string {
+  return `[${m.layers.join('-')}] ${m.activation} ${m.loss}`;
+}
+
+/** A random float64 meta-batch for a model. */
+export function randomBatch(rng: Rng, model: ModelSpec, tasks: number, support: number, query: number) {
+  const d0 = model.layers[0]!;
+  return {
+    tasks,
+    support,
+    query,
+    xs: randomArray(rng, tasks * support * d0),
+    ys: randomTargets(rng, model, tasks * support),
+    xq: randomArray(rng, tasks * query * d0),
+    yq: randomTargets(rng, model, tasks * query),
+  };
+}
+
+export function toF32<T>(b: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(b as Record<string, unknown>)) out[k] = v instanceof Float64Array ? Float32Array.from(v) : v;
+  return out as T;
+}
