@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // build-native.mjs: builds the native addons; the package's `install` script.
 //
-//   node scripts/build-native.mjs               npm install: CPU addon (unless a usable prebuild
-//                                                exists), then the CUDA addon when nvcc is found
+//   node scripts/build-native.mjs               npm install: the CPU addon (unless a usable
+//                                                prebuild exists) and the CUDA addon (when nvcc
+//                                                is found), built at the same time
 //   node scripts/build-native.mjs --force       npm run build:native: rebuild both from source
 //   node scripts/build-native.mjs --cuda-only --force
 //                                                npm run build:cuda: only the CUDA addon
@@ -271,6 +272,18 @@ function findCmakeJs() {
   }
 }
 
+/** False when outDir holds a CMake cache configured for another source folder (a moved tree). */
+function cacheIsFor(outDir, source) {
+  let text;
+  try {
+    text = fs.readFileSync(path.join(outDir, 'CMakeCache.txt'), 'utf8');
+  } catch {
+    return true;
+  }
+  const m = /^CMAKE_HOME_DIRECTORY:INTERNAL=(.*)$/m.exec(text);
+  return !m || path.resolve(m[1].trim()) === path.resolve(source);
+}
+
 /** The first error a build log reports, on one line, or null. */
 function firstError(logFile) {
   let lines;
@@ -323,11 +336,12 @@ async function buildCuda({ force, strict }) {
 
   const outDir = path.join(root, 'build-cuda');
   const logFile = strict ? null : path.join(outDir, 'cuda-build.log');
-  if (force) fs.rmSync(outDir, { recursive: true, force: true });
+  if (force || !cacheIsFor(outDir, root)) fs.rmSync(outDir, { recursive: true, force: true });
   const t0 = Date.now();
   log(`CUDA addon: cmake-js with ${nvcc}, ${jobs()} jobs${logFile ? `, log in ${path.relative(root, logFile)}` : ''}`);
   const env = { ...process.env, CUDACXX: process.env.CUDACXX || nvcc };
   const args = [cmakeJs, 'build', '--directory', root, '--out', outDir, '--parallel', String(jobs())];
+  if (stopping) return false;
   const code = await run(process.execPath, args, { env, logFile, group: true });
   if (stopping) return false;
   const file = path.join(outDir, 'Release', 'maml_cuda.node');

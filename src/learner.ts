@@ -121,6 +121,13 @@ export function toProbabilities(m: Model, out: Float32Array): Float32Array {
   return out;
 }
 
+/** A copy of a batch's arrays, so that a queued asynchronous call sees them as they were. */
+function snapshot(b: NativeBatch): NativeBatch {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(b)) out[k] = ArrayBuffer.isView(v) ? (v as Float32Array).slice() : v;
+  return out as unknown as NativeBatch;
+}
+
 interface OptimState extends NativeOptim {
   kindName: 'adam' | 'sgd';
 }
@@ -273,8 +280,11 @@ export class MetaLearner {
       throw new MamlError('BUSY', `MetaLearner.${where}: an asynchronous call on this learner is still running; await it first`);
   }
 
-  #stepArgs(batch: MetaBatch, where: string): Parameters<NativeAddon['metaStep']>[0] {
-    const b: NativeBatch = checkBatch(batch, this.#m, 'float32', where, this.algorithm !== 'reptile');
+  #checkStepBatch(batch: MetaBatch, where: string): NativeBatch {
+    return checkBatch(batch, this.#m, 'float32', where, this.algorithm !== 'reptile');
+  }
+
+  #stepArgs(b: NativeBatch): Parameters<NativeAddon['metaStep']>[0] {
     const m = this.#m;
     return {
       layers: m.layers,
@@ -298,16 +308,22 @@ export class MetaLearner {
    */
   step(batch: MetaBatch): { loss: number; gradNorm: number } {
     this.#checkIdle('step');
-    const args = this.#stepArgs(batch, 'MetaLearner.step');
+    const args = this.#stepArgs(this.#checkStepBatch(batch, 'MetaLearner.step'));
     const r = callNative((a) => a.metaStep(args));
     this.#t++;
     return r;
   }
 
-  /** step() off the event loop. The batch is copied before the call returns. */
+  /** step() off the event loop. The batch is validated and copied before the call returns. */
   stepAsync(batch: MetaBatch): Promise<{ loss: number; gradNorm: number }> {
+    let b: NativeBatch;
+    try {
+      b = snapshot(this.#checkStepBatch(batch, 'MetaLearner.stepAsync'));
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#enqueue(async () => {
-      const args = this.#stepArgs(batch, 'MetaLearner.stepAsync');
+      const args = this.#stepArgs(b);
       const r = await callNativeAsync((a) => a.metaStepAsync(args));
       this.#t++;
       return r;
@@ -367,8 +383,13 @@ export class MetaLearner {
   /** adapt() off the event loop. */
   adaptAsync(support: SupportSet, options?: AdaptOptions): Promise<AdaptedModel> {
     const where = 'MetaLearner.adaptAsync';
-    const batch = this.#supportBatch(support, where);
-    const steps = this.#steps(options, where);
+    let batch: NativeBatch, steps: number;
+    try {
+      batch = snapshot(this.#supportBatch(support, where));
+      steps = this.#steps(options, where);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#enqueue(async () => {
       const args = this.#adaptArgs(batch, steps);
       return new AdaptedModel(this.#m, (await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array);
@@ -395,8 +416,13 @@ export class MetaLearner {
   /** adaptBatch() off the event loop. */
   adaptBatchAsync(batch: Pick<MetaBatch, 'tasks' | 'support' | 'supportOffsets' | 'xs' | 'ys'>, options?: AdaptOptions): Promise<AdaptedModel[]> {
     const where = 'MetaLearner.adaptBatchAsync';
-    const b = checkBatch(batch, this.#m, 'float32', where, false);
-    const steps = this.#steps(options, where);
+    let b: NativeBatch, steps: number;
+    try {
+      b = snapshot(checkBatch(batch, this.#m, 'float32', where, false));
+      steps = this.#steps(options, where);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#enqueue(async () => {
       const args = this.#adaptArgs(b, steps);
       return this.#batchModels((await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array, b.tasks);

@@ -164,7 +164,8 @@ describe('MetaLearner', () => {
     expectCode(() => learner.adaptBatch({ tasks: 2, support: 3, xs: new Float32Array(5), ys: new Float32Array(6) }), 'SHAPE_MISMATCH');
     expectCode(() => learner.predict(new Float32Array([NaN])), 'NON_FINITE');
     await expectCodeAsync(() => learner.stepAsync({ ...batch, ys: new Float32Array(1) }), 'SHAPE_MISMATCH');
-    await expectCodeAsync(() => Promise.resolve().then(() => learner.adaptAsync({ x: new Float32Array(2), y: new Float32Array(1) })), 'SHAPE_MISMATCH');
+    await expectCodeAsync(() => learner.adaptAsync({ x: new Float32Array(2), y: new Float32Array(1) }), 'SHAPE_MISMATCH');
+    await expectCodeAsync(() => learner.adaptBatchAsync({ tasks: 1, support: 2, xs: new Float32Array(2), ys: new Float32Array(1) }), 'SHAPE_MISMATCH');
     // the learner is still usable after refused calls
     expect(Number.isFinite(learner.step(batch).loss)).toBe(true);
   });
