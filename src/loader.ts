@@ -138,6 +138,8 @@ export function loadNative(): NativeAddon {
         error: `no build in ${path.join(root, 'build', 'Release')} nor a prebuild in ${path.join(root, 'prebuilds', platformDir)} (node-gyp-build: ${message(err)})`,
       });
     }
+    // node-gyp-build takes any .node file in prebuilds/<platform>-<arch>/; it ranks the CPU
+    // prebuild (tagged) above maml_cuda.node, which would also serve: it is a superset.
     if (file) addon = tryLoad('maml_native', file);
   }
   if (addon && file) {
