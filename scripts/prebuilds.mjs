@@ -35,6 +35,7 @@ function nodeGypCommand() {
   if (gyp.args.length === 0) return gyp.cmd;
   if (isWin) return `"${gyp.cmd}" "${gyp.args[0]}"`; // prebuildify runs it through a shell on Windows
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'maml-prebuild-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
   const wrapper = path.join(dir, 'node-gyp');
   fs.writeFileSync(wrapper, `#!/bin/sh\nexec "${gyp.cmd}" "${gyp.args[0]}" "$@"\n`, { mode: 0o755 });
   return wrapper;
