@@ -244,7 +244,8 @@ function givenLinear(range: [number, number]): Axis {
 }
 
 /** Linear axis over the valid points (only those with x in `inX`, when given). */
-function dataLinear(series: Series[], key: 'x' | 'y', valid: (x: number, y: number) => boolean, inX: [number, number] | undefined): Axis {
+/** [min, max] of x or y over the valid points (only those with x in `inX`, when given). */
+function extent(series: Series[], key: 'x' | 'y', valid: (x: number, y: number) => boolean, inX: [number, number] | undefined): [number, number] {
   let min = Infinity;
   let max = -Infinity;
   for (const s of series) {
@@ -257,6 +258,11 @@ function dataLinear(series: Series[], key: 'x' | 'y', valid: (x: number, y: numb
       if (v > max) max = v;
     }
   }
+  return [min, max];
+}
+
+function dataLinear(series: Series[], key: 'x' | 'y', valid: (x: number, y: number) => boolean, inX: [number, number] | undefined): Axis {
+  let [min, max] = extent(series, key, valid, inX);
   if (min > max) [min, max] = [0, 1]; // no data
   if (min === max) {
     const pad = Math.abs(min) * 0.1 || 1;
@@ -267,17 +273,7 @@ function dataLinear(series: Series[], key: 'x' | 'y', valid: (x: number, y: numb
 }
 
 function dataLog(series: Series[], valid: (x: number, y: number) => boolean, inX: [number, number] | undefined): Axis {
-  let min = Infinity;
-  let max = -Infinity;
-  for (const s of series) {
-    for (let i = 0; i < s.x.length; i++) {
-      const x = s.x[i]!;
-      const y = s.y[i]!;
-      if (!valid(x, y) || (inX && (x < inX[0] || x > inX[1]))) continue;
-      if (y < min) min = y;
-      if (y > max) max = y;
-    }
-  }
+  let [min, max] = extent(series, 'y', valid, inX);
   if (min > max) [min, max] = [1, 10];
   let lo = Math.floor(Math.log10(min) + 1e-9);
   let hi = Math.ceil(Math.log10(max) - 1e-9);
