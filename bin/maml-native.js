@@ -2,4 +2,4 @@
 // The CLI entry point: the compiled TypeScript lives in lib/ (npm install runs `tsc`).
 import { main } from '../lib/cli.js';
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

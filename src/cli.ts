@@ -2,6 +2,7 @@
  * The `maml-native` command line.
  *
  *   maml-native train sine [--iterations N] [--json] [--out FILE] [--plot FILE] [options]
+ *   maml-native train students | eval students ...   (src/jobs/students.ts)
  *   maml-native info
  *
  * Progress goes to stderr (a bar on a terminal, plain lines otherwise); with --json the last
@@ -15,11 +16,12 @@ import { ALGORITHMS, type Algorithm } from './inner.js';
 import { runSineJob, SINE_DEFAULTS, type SineJobOptions } from './jobs/sine.js';
 import { backendInfo } from './loader.js';
 import { setThreads } from './native.js';
+import { evalStudentsCommand, trainStudentsCommand, STUDENTS_USAGE } from './jobs/students.js';
 
 const USAGE = `Usage:
   maml-native train sine [options]    meta-train on the sinusoid benchmark of the MAML paper
   maml-native info                    native backends, threads and CUDA devices (JSON)
-
+${STUDENTS_USAGE}
 Options of train sine:
   --iterations N     meta-steps (default ${SINE_DEFAULTS.iterations})
   --algorithm A      ${ALGORITHMS.join(' | ')} (default maml)
@@ -36,7 +38,8 @@ Options of train sine:
   --quiet            no progress bar
 `;
 
-class UsageError extends Error {}
+/** A mistake on the command line: main() prints it with the usage and exits with 2. */
+export class UsageError extends Error {}
 
 function int(v: string | undefined, name: string, dflt: number, min: number): number {
   if (v === undefined) return dflt;
@@ -102,7 +105,8 @@ function trainSine(argv: string[]): number {
   return 0;
 }
 
-export function main(argv: string[]): number {
+/** Runs the CLI; resolves with the process exit code. */
+export async function main(argv: string[]): Promise<number> {
   try {
     const [command, target, ...rest] = argv;
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -114,6 +118,8 @@ export function main(argv: string[]): number {
       return 0;
     }
     if (command === 'train' && target === 'sine') return trainSine(rest);
+    if (command === 'train' && target === 'students') return await trainStudentsCommand(rest);
+    if (command === 'eval' && target === 'students') return await evalStudentsCommand(rest);
     throw new UsageError(`unknown command '${[command, target].filter(Boolean).join(' ')}'`);
   } catch (err) {
     if (err instanceof UsageError || (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
