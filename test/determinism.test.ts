@@ -48,3 +48,21 @@ describe('determinism', () => {
     expect(bits(run(1))).toEqual(bits(one));
   });
 });
+
+describe('scratch memory reused across calls', () => {
+  it('alternating models of the same depth and different widths give the same results as fresh calls', () => {
+    const a = { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' } as const;
+    const b = { layers: [1, 7, 90, 1], activation: 'tanh', loss: 'mse' } as const;
+    const pa = initParams(a, { seed: 1 });
+    const pb = initParams(b, { seed: 2 });
+    const batch = sinusoid({ seed: 3 }).sample(9);
+    const opts = { algorithm: 'maml', innerLr: 0.01, innerSteps: 2 } as const;
+    const first = metaGradient(a, pa, batch, opts);
+    const fb = metaGradient(b, pb, batch, opts);
+    for (let i = 0; i < 3; i++) {
+      expect(bits(metaGradient(b, pb, sinusoid({ seed: 4 }).sample(30), opts).grad).length).toBe(pb.length);
+      expect(bits(metaGradient(a, pa, batch, opts).grad)).toEqual(bits(first.grad));
+      expect(bits(metaGradient(b, pb, batch, opts).grad)).toEqual(bits(fb.grad));
+    }
+  });
+});

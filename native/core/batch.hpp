@@ -51,9 +51,12 @@ inline int64_t group_size(int64_t tasks, int64_t slot) {
   return g;
 }
 
-template <class T>
-double meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
-                           const BatchData<T>& batch, T* grad, T* rate_grad) {
+// The driver, for any per-task function:
+//   task_fn(const TaskData<T>& task, T* grad /*[P], overwritten*/, T* rate_grad /*accumulated*/) -> loss
+// task_fn runs on pool threads; it keeps its scratch memory in thread_local storage.
+template <class T, class TaskFn>
+double meta_gradient_batch_with(const ModelSpec& s, const MetaConfig& cfg, const Rates<T>& rates,
+                                const BatchData<T>& batch, T* grad, T* rate_grad, const TaskFn& task_fn) {
   const int64_t P = s.n_params;
   const int64_t R = cfg.want_rate_grad ? rates.length : 0;
   const int64_t slot = P + R;
@@ -63,18 +66,15 @@ double meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const T* t
   const int64_t groups = (B + G - 1) / G;
   std::vector<T> sums(static_cast<size_t>(checked_mul(groups, slot, "meta-gradient slots")));
   std::vector<double> losses(static_cast<size_t>(groups), 0.0);
-  std::vector<TaskWork<T>> works(static_cast<size_t>(thread_count()));
-  std::vector<std::vector<T>> task_grads(works.size());
 
-  parallel_for(groups, [&](int64_t g, int worker) {
-    TaskWork<T>& w = works[static_cast<size_t>(worker)];
-    std::vector<T>& tg = task_grads[static_cast<size_t>(worker)];
+  parallel_for(groups, [&](int64_t g, int) {
+    static thread_local std::vector<T> tg;
     tg.resize(static_cast<size_t>(P));
     T* out = sums.data() + g * slot;
     for (int64_t i = 0; i < slot; ++i) out[i] = 0;
     double loss = 0.0;
     for (int64_t t = g * G; t < B && t < (g + 1) * G; ++t) {
-      loss += task_meta_gradient(s, cfg, theta, rates, batch.task(s, t), w, tg.data(), out + P);
+      loss += task_fn(batch.task(s, t), tg.data(), out + P);
       for (int64_t i = 0; i < P; ++i) out[i] += tg[i];
     }
     losses[static_cast<size_t>(g)] = loss;
@@ -90,22 +90,35 @@ double meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const T* t
   return loss / static_cast<double>(B);
 }
 
+// The plain-loop reference driver.
+template <class T>
+double meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
+                           const BatchData<T>& batch, T* grad, T* rate_grad) {
+  return meta_gradient_batch_with(s, cfg, rates, batch, grad, rate_grad,
+                                  [&](const TaskData<T>& d, T* g, T* rg) {
+                                    static thread_local TaskWork<T> w;
+                                    return task_meta_gradient(s, cfg, theta, rates, d, w, g, rg);
+                                  });
+}
+
 // Adapts every task of a batch from theta on its support set: adapted [B, P] (OVERWRITTEN).
-// Only the support part of `batch` is read.
+// Only the support part of `batch` is read. inner_fn(const TaskData<T>&, T* out [P]).
+template <class T, class InnerFn>
+void adapt_batch_with(const BatchData<T>& batch, const ModelSpec& s, const InnerFn& inner_fn, T* adapted) {
+  parallel_for(batch.tasks, [&](int64_t t, int) { inner_fn(batch.task(s, t), adapted + t * s.n_params); });
+}
+
 template <class T>
 void adapt_batch(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
                  const BatchData<T>& batch, T* adapted) {
   const int64_t P = s.n_params;
-  std::vector<TaskWork<T>> works(static_cast<size_t>(thread_count()));
-  parallel_for(batch.tasks, [&](int64_t t, int worker) {
-    TaskWork<T>& w = works[static_cast<size_t>(worker)];
+  adapt_batch_with(batch, s, [&](const TaskData<T>& d, T* out) {
+    static thread_local TaskWork<T> w;
     w.reserve(P, cfg.steps);
-    const TaskData<T> d = batch.task(s, t);
     inner_loop(s, cfg, theta, rates, d.xs, d.ys, d.ns, w);
     const T* thS = w.thetas.data() + static_cast<int64_t>(cfg.steps) * P;
-    T* out = adapted + t * P;
     for (int64_t i = 0; i < P; ++i) out[i] = thS[i];
-  });
+  }, adapted);
 }
 
 }  // namespace maml

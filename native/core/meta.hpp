@@ -56,10 +56,11 @@ struct TaskData {
   int64_t nq = 0;
 };
 
-// Scratch memory of one task, reused across tasks by one worker.
-template <class T>
+// Scratch memory of one task, reused across tasks by one worker. Net is the network
+// implementation: PlainNet (the plain-loop reference) or a faster one with the same members.
+template <class T, class Net = PlainNet<T>>
 struct TaskWork {
-  MlpWork<T> mlp;
+  typename Net::Work mlp;
   std::vector<T> thetas;  // [(S+1), P]: theta_0..theta_S
   std::vector<T> grads;   // [S, P]: g_0..g_{S-1}
   std::vector<T> v, u, hv, gq;
@@ -74,9 +75,9 @@ struct TaskWork {
 };
 
 // The inner loop: fills work.thetas[0..S] and work.grads[0..S-1]. Returns nothing.
-template <class T>
+template <class T, class Net>
 void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
-                const T* xs, const Targets<T>& ys, int64_t ns, TaskWork<T>& w) {
+                const T* xs, const Targets<T>& ys, int64_t ns, TaskWork<T, Net>& w) {
   const int64_t P = s.n_params;
   const int S = cfg.steps;
   const int64_t begin = cfg.head_only() ? s.head_begin() : 0;
@@ -86,15 +87,15 @@ void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const
     const T* cur = th + st * P;
     T* next = th + (st + 1) * P;
     T* g = w.grads.data() + st * P;
-    loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
+    Net::loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
     for (int64_t i = 0; i < begin; ++i) next[i] = cur[i];
     for (int64_t i = begin; i < P; ++i) next[i] = cur[i] - rates.at(st, i) * g[i];
   }
 }
 
-template <class T>
+template <class T, class Net>
 double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
-                          const TaskData<T>& task, TaskWork<T>& w, T* grad, T* rate_grad) {
+                          const TaskData<T>& task, TaskWork<T, Net>& w, T* grad, T* rate_grad) {
   const int64_t P = s.n_params;
   const int S = cfg.steps;
   w.reserve(P, S);
@@ -104,8 +105,8 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
 
   if (cfg.algo == Algorithm::Reptile) {
     for (int64_t i = 0; i < P; ++i) grad[i] = theta[i] - thS[i];
-    if (task.nq > 0) return loss_and_grad<T>(s, thS, task.xq, task.yq, task.nq, w.mlp, nullptr);
-    return loss_and_grad<T>(s, thS, task.xs, task.ys, task.ns, w.mlp, nullptr);
+    if (task.nq > 0) return Net::loss_and_grad(s, thS, task.xq, task.yq, task.nq, w.mlp, nullptr);
+    return Net::loss_and_grad(s, thS, task.xs, task.ys, task.ns, w.mlp, nullptr);
   }
 
   // v_S = w_S grad L_qry(theta_S)
@@ -113,7 +114,7 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
   T* v = w.v.data();
   const double wS = cfg.weights[S];
   if (wS != 0.0) {
-    loss += wS * loss_and_grad(s, thS, task.xq, task.yq, task.nq, w.mlp, w.gq.data());
+    loss += wS * Net::loss_and_grad(s, thS, task.xq, task.yq, task.nq, w.mlp, w.gq.data());
     for (int64_t i = 0; i < P; ++i) v[i] = T(wS) * w.gq[i];
   } else {
     for (int64_t i = 0; i < P; ++i) v[i] = 0;
@@ -129,12 +130,12 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
         u[i] = rates.at(st, i) * v[i];
         if (cfg.want_rate_grad) rate_grad[rates.index(st, i)] -= g[i] * v[i];
       }
-      loss_grad_hvp<T>(s, cur, task.xs, task.ys, task.ns, u, w.mlp, nullptr, w.hv.data());
+      Net::loss_grad_hvp(s, cur, task.xs, task.ys, task.ns, u, w.mlp, nullptr, w.hv.data());
       for (int64_t i = 0; i < P; ++i) v[i] -= w.hv[i];
     }
     const double ws = cfg.weights[st];
     if (ws != 0.0) {
-      loss += ws * loss_and_grad(s, cur, task.xq, task.yq, task.nq, w.mlp, w.gq.data());
+      loss += ws * Net::loss_and_grad(s, cur, task.xq, task.yq, task.nq, w.mlp, w.gq.data());
       for (int64_t i = 0; i < P; ++i) v[i] += T(ws) * w.gq[i];
     }
   }

@@ -35,10 +35,12 @@ struct MlpWork {
   std::vector<std::vector<T>> r_act;  // r_act[l]: R(a_l) [n, d_l], l = 1..L-1
   std::vector<T> dz, dz_next, rdz, rdz_next;  // [n, max_width] each, backward ping-pong
   int64_t capacity = -1;
+  std::vector<int64_t> dims;  // the widths the buffers are sized for
 
   void reserve(const ModelSpec& s, int64_t n, bool with_r) {
     const int L = s.layers();
-    if (static_cast<int>(act.size()) != L + 1) {
+    if (dims != s.dims) {
+      dims = s.dims;
       act.assign(L + 1, {});
       r_pre.assign(L + 1, {});
       r_act.assign(L + 1, {});
@@ -264,5 +266,20 @@ double loss_grad_hvp(const ModelSpec& s, const T* theta, const T* x, const Targe
   mlp_backward(s, theta, x, n, work, grad, u, hv);
   return loss;
 }
+
+// The plain-loop network as a policy for the meta-learning templates (meta.hpp): a faster
+// implementation (native/cpu/fast_mlp.hpp) provides the same three members.
+template <class T>
+struct PlainNet {
+  using Work = MlpWork<T>;
+  static double loss_and_grad(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
+                              Work& w, T* grad) {
+    return maml::loss_and_grad(s, theta, x, tg, n, w, grad);
+  }
+  static double loss_grad_hvp(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
+                              const T* u, Work& w, T* grad, T* hv) {
+    return maml::loss_grad_hvp(s, theta, x, tg, n, u, w, grad, hv);
+  }
+};
 
 }  // namespace maml
