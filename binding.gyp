@@ -7,6 +7,7 @@
         "native/binding/args.cc",
         "native/binding/device.cc",
         "native/binding/ops.cc",
+        "native/cpu/fast_meta.cc",
         "native/cpu/thread_pool.cc"
       ],
       "include_dirs": [

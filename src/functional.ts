@@ -13,6 +13,11 @@ import { checkLabels, checkObject, checkOneOf, checkReal, precisionOf, rowsOf, t
 export interface MetaGradientOptions extends InnerOptions {
   /** 'float64' runs the double-precision reference: params, xs, xq and real targets are Float64Arrays. */
   precision?: Precision;
+  /**
+   * 'fast' (default): the vectorized float32 kernels; 'reference': the plain-loop core that
+   * every fast kernel is tested against. float64 always runs the reference.
+   */
+  kernel?: 'fast' | 'reference';
 }
 
 export interface MetaGradientResult<A extends Real = Real> {
@@ -104,6 +109,7 @@ export function metaGradient<A extends Real = Float32Array>(
   checkParams(m, params, where, precision);
   const inner = checkInner(options, m, precision, where);
   const b = checkBatch(batch, m, precision, where, true);
+  const reference = o.kernel === undefined ? false : checkOneOf(o.kernel, where, 'options.kernel', ['fast', 'reference'] as const) === 'reference';
   const r = callNative((a) =>
     a.metaGradient({
       layers: m.layers,
@@ -113,6 +119,7 @@ export function metaGradient<A extends Real = Float32Array>(
       ...inner,
       ...b,
       wantRateGrad: true,
+      reference,
     }),
   );
   const out: MetaGradientResult<A> = { loss: r.loss, grad: r.grad as A };

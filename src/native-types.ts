@@ -31,6 +31,8 @@ export interface NativeInner {
   rateStepStride: number;
   rateParamStride: number;
   wantRateGrad?: boolean;
+  /** run the plain-loop core instead of the fast float32 kernels */
+  reference?: boolean;
 }
 
 export interface NativeOptim {
@@ -61,6 +63,8 @@ export interface BuildReport {
   compiler: string;
   threads: number;
   defaultThreads: number;
+  /** the instruction set of the fast kernels on this machine: 'avx512' | 'avx2' | 'baseline' */
+  isa: string;
 }
 
 export interface NativeAddon {

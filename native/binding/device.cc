@@ -2,6 +2,7 @@
 // only into the CUDA-enabled binary (MAML_WITH_CUDA); the CPU binary says it has no CUDA.
 #include "device.hpp"
 
+#include "cpu/fast.hpp"
 #include "cpu/thread_pool.hpp"
 
 #ifdef MAML_WITH_CUDA
@@ -64,6 +65,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   r.Set("compiler", "unknown");
 #endif
   r.Set("threads", Napi::Number::New(env, thread_count()));
+  r.Set("isa", cpu::fast_isa());
   r.Set("defaultThreads", Napi::Number::New(env, default_thread_count()));
   return r;
 }

@@ -14,10 +14,30 @@
 #include "core/batch.hpp"
 #include "core/mlp.hpp"
 #include "core/optim.hpp"
+#include "cpu/fast.hpp"
 #include "cpu/thread_pool.hpp"
+
+#include <type_traits>
 
 namespace maml::binding {
 namespace {
+
+// The fast float32 kernels unless `reference` asks for the plain-loop core (always for double).
+template <class T>
+double meta_batch(bool reference, const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
+                  const BatchData<T>& batch, T* grad, T* rate_grad) {
+  if constexpr (std::is_same_v<T, float>)
+    if (!reference) return cpu::fast_meta_gradient_batch(s, cfg, theta, rates, batch, grad, rate_grad);
+  return meta_gradient_batch(s, cfg, theta, rates, batch, grad, rate_grad);
+}
+
+template <class T>
+void adapt_batch_any(bool reference, const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
+                     const BatchData<T>& batch, T* adapted) {
+  if constexpr (std::is_same_v<T, float>)
+    if (!reference) return cpu::fast_adapt_batch(s, cfg, theta, rates, batch, adapted);
+  adapt_batch(s, cfg, theta, rates, batch, adapted);
+}
 
 template <class T>
 Napi::TypedArrayOf<T> new_array(const Napi::Env& env, int64_t n) {
@@ -89,7 +109,8 @@ Napi::Value meta_gradient_t(const Napi::Env& env, const Napi::Object& o, const M
   batch_arg<T>(o, s, true, b);
   auto grad = new_array<T>(env, s.n_params);
   auto rate_grad = new_array<T>(env, cfg.want_rate_grad ? rates.length : 0);
-  const double loss = meta_gradient_batch(s, cfg, theta, rates, b.data, grad.Data(), rate_grad.Data());
+  const double loss =
+      meta_batch(boolean(o, "reference", false), s, cfg, theta, rates, b.data, grad.Data(), rate_grad.Data());
   Napi::Object result = Napi::Object::New(env);
   result.Set("loss", Napi::Number::New(env, loss));
   result.Set("grad", grad);
@@ -149,6 +170,7 @@ struct StepJob {
   std::vector<T> fixed_rates;
   int64_t step_stride = 0, param_stride = 0;
   OwnedBatch<T> batch;
+  bool reference = false;
   double loss = 0, grad_norm = 0;
 
   void parse(const Napi::Object& o, const ModelSpec& s) {
@@ -156,6 +178,7 @@ struct StepJob {
     cfg = meta_config_arg(o);
     opt = optim_config_arg(o);
     learn_rates = boolean(o, "learnRates", false);
+    reference = boolean(o, "reference", false);
     cfg.want_rate_grad = learn_rates && cfg.second_order();
     const View<T> st = view<T>(o, "state");
     state = st.data;
@@ -192,7 +215,7 @@ struct StepJob {
       rates.length = static_cast<int64_t>(fixed_rates.size());
     }
     std::vector<T> grad(static_cast<size_t>(state_len), T(0));
-    loss = meta_gradient_batch(spec, cfg, state, rates, batch.args.data, grad.data(), grad.data() + P);
+    loss = meta_batch(reference, spec, cfg, state, rates, batch.args.data, grad.data(), grad.data() + P);
     grad_norm = clip_grad_norm(grad.data(), state_len, opt.clip_norm);
     MAML_CHECK(std::isfinite(grad_norm) && std::isfinite(loss), NonFinite,
                "the meta-gradient is not finite (loss " + std::to_string(loss) +
@@ -217,6 +240,7 @@ struct AdaptJob {
   std::vector<T> theta, rates_data;
   int64_t step_stride = 0, param_stride = 0;
   OwnedBatch<T> batch;
+  bool reference = false;
   T* out = nullptr;  // [B, P]
 
   void parse(const Napi::Object& o, const ModelSpec& s, bool copy) {
@@ -227,6 +251,7 @@ struct AdaptJob {
     rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
     step_stride = integer(o, "rateStepStride", 0, INT64_C(1) << 40);
     param_stride = integer(o, "rateParamStride", 0, 1);
+    reference = boolean(o, "reference", false);
     theta.assign(p.data, p.data + p.length);
     rates_data.assign(rv.data, rv.data + rv.length);
     batch_arg<T>(o, s, false, batch.args);
@@ -239,7 +264,7 @@ struct AdaptJob {
     r.length = static_cast<int64_t>(rates_data.size());
     r.step_stride = step_stride;
     r.param_stride = param_stride;
-    adapt_batch(spec, cfg, theta.data(), r, batch.args.data, out);
+    adapt_batch_any(reference, spec, cfg, theta.data(), r, batch.args.data, out);
   }
 };
 

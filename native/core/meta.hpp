@@ -74,6 +74,19 @@ struct TaskWork {
   }
 };
 
+// <a, b> with 16 partial sums (a fixed summation order that vectorizes).
+template <class T>
+T dot(const T* a, const T* b, int64_t n) {
+  T part[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) part[j] += a[i + j] * b[i + j];
+  for (; i < n; ++i) part[i & 15] += a[i] * b[i];
+  T sum = 0;
+  for (int j = 0; j < 16; ++j) sum += part[j];
+  return sum;
+}
+
 // The inner loop: fills work.thetas[0..S] and work.grads[0..S-1]. Returns nothing.
 template <class T, class Net>
 void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
@@ -89,7 +102,13 @@ void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const
     T* g = w.grads.data() + st * P;
     Net::loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
     for (int64_t i = 0; i < begin; ++i) next[i] = cur[i];
-    for (int64_t i = begin; i < P; ++i) next[i] = cur[i] - rates.at(st, i) * g[i];
+    const T* a = rates.data + st * rates.step_stride;
+    if (rates.param_stride == 0) {
+      const T a0 = a[0];
+      for (int64_t i = begin; i < P; ++i) next[i] = cur[i] - a0 * g[i];
+    } else {
+      for (int64_t i = begin; i < P; ++i) next[i] = cur[i] - a[i] * g[i];
+    }
   }
 }
 
@@ -126,9 +145,17 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
       const T* g = w.grads.data() + static_cast<int64_t>(st) * P;
       T* u = w.u.data();
       for (int64_t i = 0; i < begin; ++i) u[i] = 0;
-      for (int64_t i = begin; i < P; ++i) {
-        u[i] = rates.at(st, i) * v[i];
-        if (cfg.want_rate_grad) rate_grad[rates.index(st, i)] -= g[i] * v[i];
+      const T* a = rates.data + st * rates.step_stride;
+      if (rates.param_stride == 0) {  // one rate for the step: dalpha_s = -<g_s, v_{s+1}> over the adapted part
+        const T a0 = a[0];
+        for (int64_t i = begin; i < P; ++i) u[i] = a0 * v[i];
+        if (cfg.want_rate_grad) rate_grad[st * rates.step_stride] -= dot(g + begin, v + begin, P - begin);
+      } else {
+        for (int64_t i = begin; i < P; ++i) u[i] = a[i] * v[i];
+        if (cfg.want_rate_grad) {
+          T* dr = rate_grad + st * rates.step_stride;
+          for (int64_t i = begin; i < P; ++i) dr[i] -= g[i] * v[i];
+        }
       }
       Net::loss_grad_hvp(s, cur, task.xs, task.ys, task.ns, u, w.mlp, nullptr, w.hv.data());
       for (int64_t i = 0; i < P; ++i) v[i] -= w.hv[i];

@@ -1,0 +1,339 @@
+// fast_mlp.hpp: the MLP's forward, backward and R-operator passes of core/mlp.hpp, rewritten
+// for speed. Same math, other summation order (float rounding differs, nothing else).
+//
+// What makes it fast (DESIGN.md §8):
+// - The fast layout: each layer's weights are stored TRANSPOSED and padded, WT [d_{l-1}, dp_l]
+//   (input-major, dp = d rounded up to kV), followed by the bias padded to dp_l. In it, the
+//   forward and R-forward products and the weight gradients all have the form
+//   Y[r, :] (+)= sum_q A[r, q] M[q, :], vectorized over contiguous output columns with no
+//   horizontal reduction (gemm). The input-gradient products dz W use a dot-product kernel
+//   on the same layout (gemm_nt), so no transposed copy is ever made.
+// - The meta-learning loop (core/meta.hpp) runs entirely in the fast layout: parameters,
+//   gradients, Hessian-vector products and per-parameter rates are converted once per
+//   meta-batch (FastLayout), not once per pass. Padded entries are zero and stay zero.
+// - Register-blocked kernels (4 rows x 2 vectors of accumulators).
+// - Scratch memory is sized once per model and reused (no allocation in the hot loop).
+//
+// Accumulation rule: as in core/mlp.hpp, loss_and_grad and loss_grad_hvp OVERWRITE grad and hv.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "core/loss.hpp"
+#include "core/mlp.hpp"
+#include "core/model.hpp"
+
+namespace maml::cpu {
+
+constexpr int64_t kV = 8;  // padding granule and vector width, in elements
+inline int64_t padded(int64_t d) { return (d + kV - 1) / kV * kV; }
+
+// One vector of kV floats (GCC/Clang vector extensions: AVX/AVX-512 registers in the
+// x86-64-v3/v4 clones, pairs of SSE registers in the baseline one).
+typedef float vf __attribute__((vector_size(kV * sizeof(float))));
+typedef float vf_unaligned __attribute__((vector_size(kV * sizeof(float)), aligned(4)));
+inline vf load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
+inline void store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+
+// Y[r, c] = (accumulate ? Y[r, c] : init[c] or 0) + sum_{q < nred} A[r*sr + q*sq] * M[q*ldm + c]
+// for r < R, c < C*kV: R x C vector accumulators stay in registers across the reduction; each
+// row of M is loaded once per q and used by all R rows.
+template <int R, int C>
+inline void gemm_block(const float* __restrict A, int64_t sr, int64_t sq, int64_t nred, const float* __restrict M,
+                       int64_t ldm, float* __restrict Y, int64_t ldy, const float* __restrict init, bool accumulate) {
+  vf acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      acc[r][c] = accumulate ? load(Y + r * ldy + c * kV) : init ? load(init + c * kV) : vf{};
+  for (int64_t q = 0; q < nred; ++q) {
+    vf m[C];
+    for (int c = 0; c < C; ++c) m[c] = load(M + q * ldm + c * kV);
+    for (int r = 0; r < R; ++r) {
+      const float a = A[r * sr + q * sq];
+      for (int c = 0; c < C; ++c) acc[r][c] += a * m[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) store(Y + r * ldy + c * kV, acc[r][c]);
+}
+
+// Y [nrows, width] (+)= A M over nred, with A(r, q) = A[r*sr + q*sq]; width is a multiple of kV.
+inline void gemm(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M, int64_t ldm,
+                 int64_t width, float* Y, int64_t ldy, const float* init, bool accumulate) {
+  int64_t c = 0;
+  for (; c + 2 * kV <= width; c += 2 * kV) {
+    const float* ic = init ? init + c : nullptr;
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4)
+      gemm_block<4, 2>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
+    for (; r < nrows; ++r) gemm_block<1, 2>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
+  }
+  for (; c < width; c += kV) {
+    const float* ic = init ? init + c : nullptr;
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4)
+      gemm_block<4, 1>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
+    for (; r < nrows; ++r) gemm_block<1, 1>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
+  }
+}
+
+inline float hsum(vf v) {
+  float s = 0;
+  for (int i = 0; i < static_cast<int>(kV); ++i) s += v[i];
+  return s;
+}
+
+// Y[r, k] (+)= sum_{j < len} A[r*lda + j] * B[k*ldb + j] for r < R, k < K (dot products of
+// contiguous rows; len is a multiple of kV).
+template <int R, int K>
+inline void gemm_nt_block(const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb, int64_t len,
+                          float* __restrict Y, int64_t ldy, bool accumulate) {
+  vf acc[R][K] = {};
+  for (int64_t j = 0; j < len; j += kV) {
+    vf b[K];
+    for (int k = 0; k < K; ++k) b[k] = load(B + k * ldb + j);
+    for (int r = 0; r < R; ++r) {
+      const vf a = load(A + r * lda + j);
+      for (int k = 0; k < K; ++k) acc[r][k] += a * b[k];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < K; ++k) Y[r * ldy + k] = (accumulate ? Y[r * ldy + k] : 0.0f) + hsum(acc[r][k]);
+}
+
+// Y [nrows, ncols] (+)= A B^T: A [nrows, len] and B [ncols, len] row-major (strides lda, ldb).
+inline void gemm_nt(const float* A, int64_t lda, int64_t nrows, const float* B, int64_t ldb, int64_t ncols, int64_t len,
+                    float* Y, int64_t ldy, bool accumulate) {
+  int64_t r = 0;
+  for (; r + 4 <= nrows; r += 4) {
+    int64_t k = 0;
+    for (; k + 2 <= ncols; k += 2) gemm_nt_block<4, 2>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
+    for (; k < ncols; ++k) gemm_nt_block<4, 1>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
+  }
+  for (; r < nrows; ++r) {
+    int64_t k = 0;
+    for (; k + 2 <= ncols; k += 2) gemm_nt_block<1, 2>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
+    for (; k < ncols; ++k) gemm_nt_block<1, 1>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
+  }
+}
+
+// The fast parameter layout of a model, and conversions from and to PyTorch's layout.
+struct FastLayout {
+  ModelSpec spec;  // the same dims; n_params, w_off and b_off describe the fast layout
+  std::vector<int64_t> dp;
+
+  explicit FastLayout(const ModelSpec& s) : spec(s) {
+    const int L = s.layers();
+    dp.assign(L + 1, 0);
+    dp[0] = s.dims[0];
+    int64_t off = 0;
+    for (int l = 1; l <= L; ++l) {
+      dp[l] = padded(s.dims[l]);
+      spec.w_off[l] = off;
+      off += checked_mul(s.dims[l - 1], dp[l], "weights");
+      spec.b_off[l] = off;
+      off += dp[l];
+    }
+    spec.n_params = off;
+  }
+
+  template <class T>
+  void to_fast(const ModelSpec& s, const T* theta, T* out) const {
+    std::fill(out, out + spec.n_params, T(0));
+    for (int l = 1; l <= s.layers(); ++l) {
+      const int64_t din = s.dims[l - 1], dout = s.dims[l];
+      const T* W = theta + s.w_off[l];
+      T* t = out + spec.w_off[l];
+      for (int64_t j = 0; j < dout; ++j)
+        for (int64_t k = 0; k < din; ++k) t[k * dp[l] + j] = W[j * din + k];
+      for (int64_t j = 0; j < dout; ++j) out[spec.b_off[l] + j] = theta[s.b_off[l] + j];
+    }
+  }
+
+  template <class T>
+  void from_fast(const ModelSpec& s, const T* f, T* theta) const {
+    for (int l = 1; l <= s.layers(); ++l) {
+      const int64_t din = s.dims[l - 1], dout = s.dims[l];
+      T* W = theta + s.w_off[l];
+      const T* t = f + spec.w_off[l];
+      for (int64_t j = 0; j < dout; ++j)
+        for (int64_t k = 0; k < din; ++k) W[j * din + k] = t[k * dp[l] + j];
+      for (int64_t j = 0; j < dout; ++j) theta[s.b_off[l] + j] = f[spec.b_off[l] + j];
+    }
+  }
+};
+
+template <class T>
+struct FastWork {
+  std::vector<int64_t> dims;  // the model widths the buffers are sized for
+  std::vector<int64_t> dp;    // dp[l] = padded(d_l) for l >= 1; dp[0] = d0 (inputs are not padded)
+  std::vector<std::vector<T>> act, rz, ract;  // per layer: [n, dp_l]
+  std::vector<T> dz, dzn, rdz, rdzn;          // [n, max dp]
+  std::vector<T> out, dout, rout, rdout;      // compact outputs [n, dL]
+  int64_t capacity = -1;
+
+  void reserve(const ModelSpec& s, int64_t n) {
+    const int L = s.layers();
+    if (dims != s.dims) {
+      dims = s.dims;
+      dp.assign(L + 1, 0);
+      dp[0] = s.dims[0];
+      for (int l = 1; l <= L; ++l) dp[l] = padded(s.dims[l]);
+      for (auto* v : {&act, &rz, &ract}) v->assign(L + 1, {});
+      capacity = -1;
+    }
+    if (n <= capacity) return;
+    int64_t maxdp = 0;
+    for (int l = 1; l <= L; ++l) {
+      const size_t sz = static_cast<size_t>(checked_mul(n, dp[l], "activations"));
+      act[l].assign(sz, T(0));
+      rz[l].assign(sz, T(0));
+      ract[l].assign(sz, T(0));
+      maxdp = std::max(maxdp, dp[l]);
+    }
+    const size_t w = static_cast<size_t>(checked_mul(n, maxdp, "deltas"));
+    for (auto* v : {&dz, &dzn, &rdz, &rdzn}) v->assign(w, T(0));
+    const size_t o = static_cast<size_t>(checked_mul(n, s.out_dim(), "outputs"));
+    for (auto* v : {&out, &dout, &rout, &rdout}) v->assign(o, T(0));
+    capacity = n;
+  }
+};
+
+// The network on parameters in the fast layout: `s` is FastLayout::spec (w_off and b_off
+// locate WT_l and the padded b_l). float only.
+struct FastNet {
+  using Work = FastWork<float>;
+  using T = float;
+
+  static void forward(const ModelSpec& s, Work& w, const T* theta, const T* x, int64_t n) {
+    const int L = s.layers();
+    for (int l = 1; l <= L; ++l) {
+      const T* in = l == 1 ? x : w.act[l - 1].data();
+      const int64_t ldin = w.dp[l - 1], dpl = w.dp[l];
+      T* z = w.act[l].data();
+      gemm(in, ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, z, dpl, theta + s.b_off[l], false);
+      if (l < L)
+        for (int64_t i = 0; i < n * dpl; ++i) z[i] = act_f(s.act, z[i]);
+    }
+    const int64_t dL = s.out_dim();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < dL; ++j) w.out[i * dL + j] = w.act[L][i * w.dp[L] + j];
+  }
+
+  static void r_forward(const ModelSpec& s, Work& w, const T* theta, const T* u, const T* x, int64_t n) {
+    const int L = s.layers();
+    for (int l = 1; l <= L; ++l) {
+      const T* in = l == 1 ? x : w.act[l - 1].data();
+      const int64_t ldin = w.dp[l - 1], dpl = w.dp[l];
+      T* rz = w.rz[l].data();
+      gemm(in, ldin, 1, n, s.dims[l - 1], u + s.w_off[l], dpl, dpl, rz, dpl, u + s.b_off[l], false);
+      if (l >= 2) gemm(w.ract[l - 1].data(), ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, rz, dpl, nullptr, true);
+      if (l < L) {
+        const T* a = w.act[l].data();
+        T* ra = w.ract[l].data();
+        for (int64_t i = 0; i < n * dpl; ++i) ra[i] = act_d1(s.act, a[i]) * rz[i];
+      }
+    }
+    const int64_t dL = s.out_dim();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < dL; ++j) w.rout[i * dL + j] = w.rz[L][i * w.dp[L] + j];
+  }
+
+  static void zero_padding(T* y, int64_t n, int64_t d, int64_t ld) {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = d; k < ld; ++k) y[i * ld + k] = 0;
+  }
+
+  static void bias_grad(const T* d, int64_t n, int64_t dpl, T* b) {
+    for (int64_t j = 0; j < dpl; ++j) b[j] = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < dpl; ++j) b[j] += d[i * dpl + j];
+  }
+
+  // From w.dout (and w.rdout when hv): grad (nullable) and hv (nullable), in the fast layout.
+  static void backward(const ModelSpec& s, Work& w, const T* theta, const T* u, const T* x, int64_t n, T* grad, T* hv) {
+    const int L = s.layers();
+    const int64_t dL = s.out_dim();
+    {
+      const int64_t dpL = w.dp[L];
+      for (int64_t i = 0; i < n * dpL; ++i) w.dz[i] = 0;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < dL; ++j) w.dz[i * dpL + j] = w.dout[i * dL + j];
+      if (hv) {
+        for (int64_t i = 0; i < n * dpL; ++i) w.rdz[i] = 0;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < dL; ++j) w.rdz[i * dpL + j] = w.rdout[i * dL + j];
+      }
+    }
+    for (int l = L; l >= 1; --l) {
+      const int64_t din = s.dims[l - 1], dpl = w.dp[l], ldin = w.dp[l - 1];
+      const T* in = l == 1 ? x : w.act[l - 1].data();
+      const T* dz = w.dz.data();
+      const T* rdz = w.rdz.data();
+      if (grad) {  // dWT [din, dp_l] = in^T dz; db = column sums of dz
+        gemm(in, 1, ldin, din, n, dz, dpl, dpl, grad + s.w_off[l], dpl, nullptr, false);
+        bias_grad(dz, n, dpl, grad + s.b_off[l]);
+      }
+      if (hv) {  // R(dWT) = in^T R(dz) + R(in)^T dz
+        gemm(in, 1, ldin, din, n, rdz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, false);
+        if (l >= 2) gemm(w.ract[l - 1].data(), 1, ldin, din, n, dz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, true);
+        bias_grad(rdz, n, dpl, hv + s.b_off[l]);
+      }
+      if (l == 1) break;
+      // da [n, din] = dz W = dz WT^T (padded columns of da stay zero)
+      T* dn = w.dzn.data();
+      const T* WT = theta + s.w_off[l];
+      gemm_nt(dz, dpl, n, WT, dpl, din, dpl, dn, ldin, false);
+      zero_padding(dn, n, din, ldin);
+      const T* a = w.act[l - 1].data();
+      if (hv) {
+        T* rdn = w.rdzn.data();
+        gemm_nt(rdz, dpl, n, WT, dpl, din, dpl, rdn, ldin, false);
+        gemm_nt(dz, dpl, n, u + s.w_off[l], dpl, din, dpl, rdn, ldin, true);
+        zero_padding(rdn, n, din, ldin);
+        const T* rzp = w.rz[l - 1].data();
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t k = 0; k < din; ++k) {
+            const int64_t e = i * ldin + k;
+            rdn[e] = rdn[e] * act_d1(s.act, a[e]) + dn[e] * act_d2(s.act, a[e]) * rzp[e];
+          }
+        w.rdz.swap(w.rdzn);
+      }
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < din; ++k) dn[i * ldin + k] *= act_d1(s.act, a[i * ldin + k]);
+      w.dz.swap(w.dzn);
+    }
+  }
+
+  static double loss_and_grad(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
+                              Work& w, T* grad) {
+    if (n == 0) {
+      if (grad) std::fill(grad, grad + s.n_params, T(0));
+      return 0.0;
+    }
+    w.reserve(s, n);
+    forward(s, w, theta, x, n);
+    const double loss = loss_grad(s.loss, w.out.data(), tg, n, s.out_dim(), grad ? w.dout.data() : nullptr);
+    if (grad) backward(s, w, theta, nullptr, x, n, grad, nullptr);
+    return loss;
+  }
+
+  static double loss_grad_hvp(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
+                              const T* u, Work& w, T* grad, T* hv) {
+    if (n == 0) {
+      if (grad) std::fill(grad, grad + s.n_params, T(0));
+      std::fill(hv, hv + s.n_params, T(0));
+      return 0.0;
+    }
+    w.reserve(s, n);
+    forward(s, w, theta, x, n);
+    r_forward(s, w, theta, u, x, n);
+    const double loss = loss_grad(s.loss, w.out.data(), tg, n, s.out_dim(), w.dout.data());
+    loss_hess_vec(s.loss, w.out.data(), tg, n, s.out_dim(), w.rout.data(), w.rdout.data());
+    backward(s, w, theta, u, x, n, grad, hv);
+    return loss;
+  }
+};
+
+}  // namespace maml::cpu
