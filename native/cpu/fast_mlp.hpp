@@ -164,6 +164,11 @@ struct FastLayout {
   }
 };
 
+// The input-gradient product dz W of a layer with dp outputs runs on a row-major copy of W
+// (made by transposing WT once per pass) when the layer is narrow, and as dot products
+// (gemm_nt) when it is wide enough for the horizontal sums to be cheap beside the copy.
+inline bool transpose_for_input_grad(int64_t dp_out) { return dp_out < 128; }
+
 template <class T>
 struct FastWork {
   std::vector<int64_t> dims;  // the model widths the buffers are sized for
@@ -171,6 +176,7 @@ struct FastWork {
   std::vector<std::vector<T>> act, rz, ract;  // per layer: [n, dp_l]
   std::vector<T> dz, dzn, rdz, rdzn;          // [n, max dp]
   std::vector<T> out, dout, rout, rdout;      // compact outputs [n, dL]
+  std::vector<std::vector<T>> wr, uwr;        // per layer: W and uW row-major [dp_l, dp_{l-1}] (narrow layers)
   int64_t capacity = -1;
 
   void reserve(const ModelSpec& s, int64_t n) {
@@ -180,7 +186,12 @@ struct FastWork {
       dp.assign(L + 1, 0);
       dp[0] = s.dims[0];
       for (int l = 1; l <= L; ++l) dp[l] = padded(s.dims[l]);
-      for (auto* v : {&act, &rz, &ract}) v->assign(L + 1, {});
+      for (auto* v : {&act, &rz, &ract, &wr, &uwr}) v->assign(L + 1, {});
+      for (int l = 2; l <= L; ++l) {
+        if (!transpose_for_input_grad(dp[l])) continue;
+        wr[l].assign(static_cast<size_t>(checked_mul(dp[l], dp[l - 1], "weights")), T(0));
+        uwr[l].assign(wr[l].size(), T(0));
+      }
       capacity = -1;
     }
     if (n <= capacity) return;
@@ -240,6 +251,41 @@ struct FastNet {
       for (int64_t j = 0; j < dL; ++j) w.rout[i * dL + j] = w.rz[L][i * w.dp[L] + j];
   }
 
+  // wr [ldt, ldr] = the transpose of wt [din, ldt] (ldt, a multiple of kV, covers the padded
+  // columns; columns k >= din of wr are left as they are: zero). 8 x 8 blocks are transposed
+  // in registers.
+  static void transpose(const T* wt, int64_t din, int64_t dout, int64_t ldt, T* wr, int64_t ldr) {
+    int64_t k0 = 0;
+    if constexpr (kV == 8) {
+      typedef int vi __attribute__((vector_size(32)));
+      for (; k0 + 8 <= din; k0 += 8)
+        for (int64_t j0 = 0; j0 < ldt; j0 += 8) {
+          vf r[8];
+          for (int i = 0; i < 8; ++i) r[i] = load(wt + (k0 + i) * ldt + j0);
+          const vi lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+          const vi plo = {0, 1, 8, 9, 4, 5, 12, 13}, phi = {2, 3, 10, 11, 6, 7, 14, 15};
+          const vi qlo = {0, 1, 2, 3, 8, 9, 10, 11}, qhi = {4, 5, 6, 7, 12, 13, 14, 15};
+          vf t[8], u[8];
+          for (int i = 0; i < 4; ++i) {
+            t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+            t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+          }
+          for (int h = 0; h < 2; ++h) {  // rows 0-3 (h = 0) and 4-7 (h = 1)
+            u[4 * h + 0] = __builtin_shuffle(t[4 * h + 0], t[4 * h + 2], plo);
+            u[4 * h + 1] = __builtin_shuffle(t[4 * h + 0], t[4 * h + 2], phi);
+            u[4 * h + 2] = __builtin_shuffle(t[4 * h + 1], t[4 * h + 3], plo);
+            u[4 * h + 3] = __builtin_shuffle(t[4 * h + 1], t[4 * h + 3], phi);
+          }
+          for (int j = 0; j < 4; ++j) {
+            store(wr + (j0 + j) * ldr + k0, __builtin_shuffle(u[j], u[4 + j], qlo));
+            store(wr + (j0 + 4 + j) * ldr + k0, __builtin_shuffle(u[j], u[4 + j], qhi));
+          }
+        }
+    }
+    for (int64_t k = k0; k < din; ++k)
+      for (int64_t j = 0; j < dout; ++j) wr[j * ldr + k] = wt[k * ldt + j];
+  }
+
   static void zero_padding(T* y, int64_t n, int64_t d, int64_t ld) {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t k = d; k < ld; ++k) y[i * ld + k] = 0;
@@ -281,17 +327,29 @@ struct FastNet {
         bias_grad(rdz, n, dpl, hv + s.b_off[l]);
       }
       if (l == 1) break;
-      // da [n, din] = dz W = dz WT^T (padded columns of da stay zero)
+      // da [n, din] = dz W (padded columns of da stay zero)
       T* dn = w.dzn.data();
-      const T* WT = theta + s.w_off[l];
-      gemm_nt(dz, dpl, n, WT, dpl, din, dpl, dn, ldin, false);
-      zero_padding(dn, n, din, ldin);
+      const int64_t dout = s.dims[l];
+      const bool rowmajor = transpose_for_input_grad(dpl);
+      if (rowmajor) {
+        transpose(theta + s.w_off[l], din, dout, dpl, w.wr[l].data(), ldin);
+        gemm(dz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, dn, ldin, nullptr, false);
+      } else {
+        gemm_nt(dz, dpl, n, theta + s.w_off[l], dpl, din, dpl, dn, ldin, false);
+        zero_padding(dn, n, din, ldin);
+      }
       const T* a = w.act[l - 1].data();
       if (hv) {
         T* rdn = w.rdzn.data();
-        gemm_nt(rdz, dpl, n, WT, dpl, din, dpl, rdn, ldin, false);
-        gemm_nt(dz, dpl, n, u + s.w_off[l], dpl, din, dpl, rdn, ldin, true);
-        zero_padding(rdn, n, din, ldin);
+        if (rowmajor) {
+          transpose(u + s.w_off[l], din, dout, dpl, w.uwr[l].data(), ldin);
+          gemm(rdz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, rdn, ldin, nullptr, false);
+          gemm(dz, dpl, 1, n, dout, w.uwr[l].data(), ldin, ldin, rdn, ldin, nullptr, true);
+        } else {
+          gemm_nt(rdz, dpl, n, theta + s.w_off[l], dpl, din, dpl, rdn, ldin, false);
+          gemm_nt(dz, dpl, n, u + s.w_off[l], dpl, din, dpl, rdn, ldin, true);
+          zero_padding(rdn, n, din, ldin);
+        }
         const T* rzp = w.rz[l - 1].data();
         for (int64_t i = 0; i < n; ++i)
           for (int64_t k = 0; k < din; ++k) {
