@@ -88,6 +88,8 @@ export interface NativeAddon {
   getThreads(): number;
   deviceInfo(): DeviceReport;
   buildInfo(): BuildReport;
+  /** bytes in use by the C allocator (glibc), or -1 where unknown: for leak tests */
+  mallocInUse(): number;
 }
 
 /** Learner state handed to metaStep: updated in place. */

@@ -2,6 +2,10 @@
 // only into the CUDA-enabled binary (MAML_WITH_CUDA); the CPU binary says it has no CUDA.
 #include "device.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "cpu/fast.hpp"
 #include "cpu/thread_pool.hpp"
 
@@ -68,6 +72,15 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   r.Set("isa", cpu::fast_isa());
   r.Set("defaultThreads", Napi::Number::New(env, default_thread_count()));
   return r;
+}
+
+Napi::Value MallocInUse(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const struct mallinfo2 m = mallinfo2();
+  return Napi::Number::New(info.Env(), static_cast<double>(m.uordblks + m.hblkhd));
+#else
+  return Napi::Number::New(info.Env(), -1);
+#endif
 }
 
 }  // namespace maml::binding
