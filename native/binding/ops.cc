@@ -67,7 +67,7 @@ Napi::Value forward_t(const Napi::Env& env, const Napi::Object& o, const ModelSp
   const T* x = view<T>(o, "x", checked_mul(n, s.in_dim(), "x")).data;
   auto out = new_array<T>(env, checked_mul(n, s.out_dim(), "outputs"));
   if (n > 0) {
-    MlpWork<T> work;
+    static thread_local MlpWork<T> work;
     const T* y = mlp_forward(s, theta, x, n, work);
     std::memcpy(out.Data(), y, sizeof(T) * static_cast<size_t>(n * s.out_dim()));
   }
@@ -82,7 +82,7 @@ Napi::Value grad_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec&
   const Targets<T> tg = targets_of<T>(o, s, n);
   auto grad = new_array<T>(env, s.n_params);
   Napi::Object result = Napi::Object::New(env);
-  MlpWork<T> work;
+  static thread_local MlpWork<T> work;
   double loss;
   if (with_hvp) {
     const T* u = view<T>(o, "v", s.n_params).data;

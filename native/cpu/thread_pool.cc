@@ -42,8 +42,11 @@ class Pool {
 
   void run(int64_t n_jobs, const std::function<void(int64_t, int)>& fn) {
     if (n_jobs <= 0) return;
-    std::lock_guard<std::mutex> run(run_mutex_);
-    if (size_ <= 1 || n_jobs == 1) {
+    // One job, or a pool busy with another caller's work (a second Node thread): run on the
+    // calling thread, so that concurrent small calls proceed in parallel instead of queueing.
+    std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
+    if (!run.owns_lock() || size_ <= 1 || n_jobs == 1) {
+      if (run.owns_lock()) run.unlock();
       for (int64_t j = 0; j < n_jobs; ++j) fn(j, 0);
       return;
     }

@@ -1,8 +1,9 @@
 // thread_pool.hpp: one persistent pool of worker threads for the whole process.
 //
 // parallel_for(n, fn) runs fn(job, worker) for every job in [0, n) and returns when all are
-// done; the calling thread works too (as worker 0). Callers are serialized: a second caller
-// waits for the first to finish, so concurrent meta-steps from several Node threads are safe.
+// done; the calling thread works too (as worker 0). One caller at a time uses the pool; a
+// caller that finds it busy (another Node thread's call) runs its jobs on its own thread, so
+// concurrent calls are safe and proceed in parallel. Jobs keep scratch memory thread_local.
 // An exception thrown by any job is caught and the first one is rethrown to the caller after
 // all workers have stopped. Results must not depend on which worker runs a job: callers give
 // each job its own output slot and reduce the slots in a fixed order.
