@@ -61,6 +61,8 @@ export function sinusoid(options: SinusoidOptions = {}): SinusoidSampler {
   const ph = range(o.phase, [0, Math.PI], where, 'options.phase');
   const xr = range(o.x, [-5, 5], where, 'options.x');
   const rng = new Rng(seed);
+  const x0 = xr[0];
+  const xw = xr[1] - xr[0];
   return {
     shots,
     queries,
@@ -78,14 +80,14 @@ export function sinusoid(options: SinusoidOptions = {}): SinusoidSampler {
         amplitude[t] = a;
         phase[t] = p;
         for (let i = t * shots; i < (t + 1) * shots; i++) {
-          const x = rng.range(xr[0], xr[1]);
+          const x = Math.fround(x0 + xw * rng.uniform32());
           xs[i] = x;
-          ys[i] = a * Math.sin(Math.fround(x) - p);
+          ys[i] = a * Math.sin(x - p);
         }
         for (let i = t * queries; i < (t + 1) * queries; i++) {
-          const x = rng.range(xr[0], xr[1]);
+          const x = Math.fround(x0 + xw * rng.uniform32());
           xq[i] = x;
-          yq[i] = a * Math.sin(Math.fround(x) - p);
+          yq[i] = a * Math.sin(x - p);
         }
       }
       return { tasks, support: shots, query: queries, xs, ys, xq, yq, amplitude, phase };

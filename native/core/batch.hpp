@@ -64,8 +64,14 @@ double meta_gradient_batch_with(const ModelSpec& s, const MetaConfig& cfg, const
   MAML_CHECK(B >= 1, InvalidArgument, "a meta-batch needs at least one task");
   const int64_t G = group_size(B, slot);
   const int64_t groups = (B + G - 1) / G;
-  std::vector<T> sums(static_cast<size_t>(checked_mul(groups, slot, "meta-gradient slots")));
-  std::vector<double> losses(static_cast<size_t>(groups), 0.0);
+  // Every slot is overwritten by its group, so the buffer is never cleared; small ones (up to
+  // 16 MB) are kept per thread across calls, larger ones are freed after the call.
+  const size_t n_sums = static_cast<size_t>(checked_mul(groups, slot, "meta-gradient slots"));
+  static thread_local std::vector<T> kept;
+  std::vector<T> once;
+  std::vector<T>& sums = n_sums * sizeof(T) <= (size_t(16) << 20) ? kept : once;
+  sums.resize(n_sums);
+  std::vector<double> losses(static_cast<size_t>(groups));
 
   parallel_for(groups, [&](int64_t g, int) {
     static thread_local std::vector<T> tg;
@@ -80,12 +86,17 @@ double meta_gradient_batch_with(const ModelSpec& s, const MetaConfig& cfg, const
     losses[static_cast<size_t>(g)] = loss;
   });
 
-  double loss = 0.0;
-  for (int64_t i = 0; i < slot; ++i) {
-    T acc = 0;
-    for (int64_t g = 0; g < groups; ++g) acc += sums[g * slot + i];
-    (i < P ? grad[i] : rate_grad[i - P]) = acc / T(static_cast<double>(B));
+  // groups summed in order (for each element: group 0, then 1, ...), then divided by B
+  const T* first = sums.data();
+  for (int64_t i = 0; i < slot; ++i) (i < P ? grad[i] : rate_grad[i - P]) = first[i];
+  for (int64_t g = 1; g < groups; ++g) {
+    const T* part = sums.data() + g * slot;
+    for (int64_t i = 0; i < P; ++i) grad[i] += part[i];
+    for (int64_t i = P; i < slot; ++i) rate_grad[i - P] += part[i];
   }
+  for (int64_t i = 0; i < P; ++i) grad[i] /= T(static_cast<double>(B));
+  for (int64_t i = P; i < slot; ++i) rate_grad[i - P] /= T(static_cast<double>(B));
+  double loss = 0.0;
   for (int64_t g = 0; g < groups; ++g) loss += losses[static_cast<size_t>(g)];
   return loss / static_cast<double>(B);
 }

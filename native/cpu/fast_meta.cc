@@ -59,15 +59,18 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
                                 float* rate_grad) {
   const FastLayout f(s);
   const ModelSpec& fs = f.spec;
-  std::vector<float> theta_f(static_cast<size_t>(fs.n_params));
+  static thread_local std::vector<float> theta_f, grad_f, rate_grad_f;  // reused across calls
+  theta_f.resize(static_cast<size_t>(fs.n_params));
   f.to_fast(s, theta, theta_f.data());
   const FastRates fr(f, s, rates, cfg.steps);
-  std::vector<float> grad_f(static_cast<size_t>(fs.n_params));
-  std::vector<float> rate_grad_f(static_cast<size_t>(cfg.want_rate_grad ? fr.rates.length : 0));
+  grad_f.resize(static_cast<size_t>(fs.n_params));
+  rate_grad_f.assign(static_cast<size_t>(cfg.want_rate_grad ? fr.rates.length : 0), 0.0f);
+  // (thread_local names inside the lambda would mean the worker's own: pass a pointer)
+  const float* th = theta_f.data();
   const double loss = meta_gradient_batch_with(fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(),
                                                [&](const TaskData<float>& d, float* g, float* rg) {
                                                  static thread_local FastTaskWork w;
-                                                 return fast_task(fs, cfg, theta_f.data(), fr.rates, d, w, g, rg);
+                                                 return fast_task(fs, cfg, th, fr.rates, d, w, g, rg);
                                                });
   f.from_fast(s, grad_f.data(), grad);
   if (cfg.want_rate_grad) {
