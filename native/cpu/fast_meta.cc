@@ -2,38 +2,88 @@
 //
 // Parameters (and per-parameter rates) are converted once per meta-batch into the fast layout
 // of fast_mlp.hpp, every task runs core/meta.hpp's algorithm on FastNet in that layout, and the
-// mean gradient is converted back once. The per-task functions are compiled three times (GCC
-// target_clones: x86-64-v4 with AVX-512, x86-64-v3 with AVX2 and FMA, baseline) and `flatten`
-// inlines the whole task computation into each clone, so one portable binary runs vectorized
-// code on every x86-64 machine. Elsewhere they are compiled once.
+// mean gradient is converted back once.
+//
+// Instruction sets: the per-task functions exist in three versions, each compiled with a GCC
+// `target` attribute and `flatten` (which inlines the whole task computation into it): AVX-512
+// (x86-64-v4) with 16-float vectors, AVX2 + FMA (x86-64-v3) with 8-float vectors, and baseline.
+// The version is chosen once at run time from the CPU (fast_level). Each instantiates FastNet
+// with its own kernel type, so no code compiled for one instruction set is shared with another.
+// Elsewhere (not GCC on x86-64 Linux) one portable version is compiled.
 #include "fast.hpp"
+
+#include <cstdlib>
 
 #include "fast_mlp.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define MAML_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
-#define MAML_HAVE_CLONES 1
+#define MAML_X86_LEVELS 1
+#define MAML_TARGET(t) __attribute__((target(t), flatten))
 #else
-#define MAML_CLONES __attribute__((flatten))
-#define MAML_HAVE_CLONES 0
+#define MAML_X86_LEVELS 0
+#define MAML_TARGET(t) __attribute__((flatten))
 #endif
 
 namespace maml::cpu {
 
-using FastTaskWork = TaskWork<float, FastNet>;
+namespace {
 
-MAML_CLONES double fast_task(const ModelSpec& fs, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
-                             const TaskData<float>& d, FastTaskWork& w, float* grad, float* rate_grad) {
+template <class K>
+using Work = TaskWork<float, FastNet<K>>;
+// Distinct kernel types per level, so that every level has its own instantiations.
+struct KernelsBase : Kernels256 {};
+
+MAML_TARGET("arch=x86-64-v4")
+double task_v4(const ModelSpec& fs, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
+               const TaskData<float>& d, Work<Kernels512>& w, float* grad, float* rate_grad) {
+  return task_meta_gradient(fs, cfg, theta, rates, d, w, grad, rate_grad);
+}
+MAML_TARGET("arch=x86-64-v3")
+double task_v3(const ModelSpec& fs, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
+               const TaskData<float>& d, Work<Kernels256>& w, float* grad, float* rate_grad) {
+  return task_meta_gradient(fs, cfg, theta, rates, d, w, grad, rate_grad);
+}
+__attribute__((flatten)) double task_base(const ModelSpec& fs, const MetaConfig& cfg, const float* theta,
+                                          const Rates<float>& rates, const TaskData<float>& d, Work<KernelsBase>& w,
+                                          float* grad, float* rate_grad) {
   return task_meta_gradient(fs, cfg, theta, rates, d, w, grad, rate_grad);
 }
 
-MAML_CLONES void fast_inner(const ModelSpec& fs, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
-                            const TaskData<float>& d, FastTaskWork& w) {
+MAML_TARGET("arch=x86-64-v4")
+void inner_v4(const ModelSpec& fs, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
+              const TaskData<float>& d, Work<Kernels512>& w) {
+  w.reserve(fs.n_params, cfg.steps);
+  inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
+}
+MAML_TARGET("arch=x86-64-v3")
+void inner_v3(const ModelSpec& fs, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
+              const TaskData<float>& d, Work<Kernels256>& w) {
+  w.reserve(fs.n_params, cfg.steps);
+  inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
+}
+__attribute__((flatten)) void inner_base(const ModelSpec& fs, const MetaConfig& cfg, const float* theta,
+                                         const Rates<float>& rates, const TaskData<float>& d, Work<KernelsBase>& w) {
   w.reserve(fs.n_params, cfg.steps);
   inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
 }
 
-namespace {
+// 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2 + FMA), 1 = baseline. MAML_CPU_LEVEL=1|3|4 caps it.
+int fast_level() {
+  static const int level = [] {
+    int l = 1;
+#if MAML_X86_LEVELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) l = 4;
+    else if (__builtin_cpu_supports("x86-64-v3")) l = 3;
+#endif
+    if (const char* cap = std::getenv("MAML_CPU_LEVEL")) {
+      const int c = std::atoi(cap);
+      if (c >= 1 && c < l) l = c >= 3 ? 3 : 1;
+    }
+    return l;
+  }();
+  return level;
+}
 
 // Rates in the fast layout: per-parameter vectors are converted step by step.
 struct FastRates {
@@ -65,13 +115,22 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
   const FastRates fr(f, s, rates, cfg.steps);
   grad_f.resize(static_cast<size_t>(fs.n_params));
   rate_grad_f.assign(static_cast<size_t>(cfg.want_rate_grad ? fr.rates.length : 0), 0.0f);
-  // (thread_local names inside the lambda would mean the worker's own: pass a pointer)
+  // (thread_local names inside the lambdas would mean the worker's own: pass a pointer)
   const float* th = theta_f.data();
-  const double loss = meta_gradient_batch_with(fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(),
-                                               [&](const TaskData<float>& d, float* g, float* rg) {
-                                                 static thread_local FastTaskWork w;
-                                                 return fast_task(fs, cfg, th, fr.rates, d, w, g, rg);
-                                               });
+  const int level = fast_level();
+  const double loss = meta_gradient_batch_with(
+      fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), [&](const TaskData<float>& d, float* g, float* rg) {
+        if (level == 4) {
+          static thread_local Work<Kernels512> w;
+          return task_v4(fs, cfg, th, fr.rates, d, w, g, rg);
+        }
+        if (level == 3) {
+          static thread_local Work<Kernels256> w;
+          return task_v3(fs, cfg, th, fr.rates, d, w, g, rg);
+        }
+        static thread_local Work<KernelsBase> w;
+        return task_base(fs, cfg, th, fr.rates, d, w, g, rg);
+      });
   f.from_fast(s, grad_f.data(), grad);
   if (cfg.want_rate_grad) {
     if (rates.param_stride == 0) {
@@ -92,20 +151,29 @@ void fast_adapt_batch(const ModelSpec& s, const MetaConfig& cfg, const float* th
   std::vector<float> theta_f(static_cast<size_t>(fs.n_params));
   f.to_fast(s, theta, theta_f.data());
   const FastRates fr(f, s, rates, cfg.steps);
+  const float* th = theta_f.data();
+  const int64_t last = static_cast<int64_t>(cfg.steps) * fs.n_params;
+  const int level = fast_level();
   adapt_batch_with(batch, s, [&](const TaskData<float>& d, float* out) {
-    static thread_local FastTaskWork w;
-    fast_inner(fs, cfg, theta_f.data(), fr.rates, d, w);
-    f.from_fast(s, w.thetas.data() + static_cast<int64_t>(cfg.steps) * fs.n_params, out);
+    if (level == 4) {
+      static thread_local Work<Kernels512> w;
+      inner_v4(fs, cfg, th, fr.rates, d, w);
+      f.from_fast(s, w.thetas.data() + last, out);
+    } else if (level == 3) {
+      static thread_local Work<Kernels256> w;
+      inner_v3(fs, cfg, th, fr.rates, d, w);
+      f.from_fast(s, w.thetas.data() + last, out);
+    } else {
+      static thread_local Work<KernelsBase> w;
+      inner_base(fs, cfg, th, fr.rates, d, w);
+      f.from_fast(s, w.thetas.data() + last, out);
+    }
   }, adapted);
 }
 
 const char* fast_isa() {
-#if MAML_HAVE_CLONES
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("x86-64-v4")) return "avx512";
-  if (__builtin_cpu_supports("x86-64-v3")) return "avx2";
-#endif
-  return "baseline";
+  const int level = fast_level();
+  return level == 4 ? "avx512" : level == 3 ? "avx2" : "baseline";
 }
 
 }  // namespace maml::cpu

@@ -29,53 +29,76 @@ namespace maml::cpu {
 constexpr int64_t kV = 8;  // padding granule and vector width, in elements
 inline int64_t padded(int64_t d) { return (d + kV - 1) / kV * kV; }
 
-// One vector of kV floats (GCC/Clang vector extensions: AVX/AVX-512 registers in the
-// x86-64-v3/v4 clones, pairs of SSE registers in the baseline one).
-typedef float vf __attribute__((vector_size(kV * sizeof(float))));
-typedef float vf_unaligned __attribute__((vector_size(kV * sizeof(float)), aligned(4)));
+// Vectors of 8 and 16 floats (GCC/Clang vector extensions): AVX or AVX-512 registers where the
+// calling function is compiled for them, pairs or quadruples of SSE registers otherwise.
+typedef float vf __attribute__((vector_size(8 * sizeof(float))));
+typedef float vf_unaligned __attribute__((vector_size(8 * sizeof(float)), aligned(4)));
+typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
+typedef float vf16_unaligned __attribute__((vector_size(16 * sizeof(float)), aligned(4)));
+static_assert(kV == 8, "the layout granule is one vf");
 inline vf load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
 inline void store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+inline vf16 load(const float* p, vf16) { return *reinterpret_cast<const vf16_unaligned*>(p); }
+inline void store(float* p, vf16 v) { *reinterpret_cast<vf16_unaligned*>(p) = v; }
+inline vf load(const float* p, vf) { return load(p); }
+template <class V>
+constexpr int64_t lanes() { return static_cast<int64_t>(sizeof(V) / sizeof(float)); }
+
+// Kernel shapes per instruction set: the vector of the main blocks and the blocking.
+struct Kernels512 {  // AVX-512: 4 rows x 2 vectors of 16 = 8 zmm accumulators
+  using V = vf16;
+  static constexpr int R = 4, C = 2;
+};
+struct Kernels256 {  // AVX2 (and baseline): 4 rows x 2 vectors of 8 = 8 ymm accumulators
+  using V = vf;
+  static constexpr int R = 4, C = 2;
+};
 
 // Y[r, c] = (accumulate ? Y[r, c] : init[c] or 0) + sum_{q < nred} A[r*sr + q*sq] * M[q*ldm + c]
-// for r < R, c < C*kV: R x C vector accumulators stay in registers across the reduction; each
-// row of M is loaded once per q and used by all R rows.
-template <int R, int C>
+// for r < R, c < C * lanes(V): R x C vector accumulators stay in registers across the
+// reduction; each row of M is loaded once per q and used by all R rows.
+template <class V, int R, int C>
 inline void gemm_block(const float* __restrict A, int64_t sr, int64_t sq, int64_t nred, const float* __restrict M,
                        int64_t ldm, float* __restrict Y, int64_t ldy, const float* __restrict init, bool accumulate) {
-  vf acc[R][C];
+  constexpr int64_t W = lanes<V>();
+  V acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c)
-      acc[r][c] = accumulate ? load(Y + r * ldy + c * kV) : init ? load(init + c * kV) : vf{};
+      acc[r][c] = accumulate ? load(Y + r * ldy + c * W, V{}) : init ? load(init + c * W, V{}) : V{};
   for (int64_t q = 0; q < nred; ++q) {
-    vf m[C];
-    for (int c = 0; c < C; ++c) m[c] = load(M + q * ldm + c * kV);
+    V m[C];
+    for (int c = 0; c < C; ++c) m[c] = load(M + q * ldm + c * W, V{});
     for (int r = 0; r < R; ++r) {
       const float a = A[r * sr + q * sq];
       for (int c = 0; c < C; ++c) acc[r][c] += a * m[c];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) store(Y + r * ldy + c * kV, acc[r][c]);
+    for (int c = 0; c < C; ++c) store(Y + r * ldy + c * W, acc[r][c]);
+}
+
+// All rows for the columns [c, c + C * lanes(V)).
+template <class V, int R, int C>
+inline void gemm_columns(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M,
+                         int64_t ldm, float* Y, int64_t ldy, const float* init, bool accumulate) {
+  int64_t r = 0;
+  for (; r + R <= nrows; r += R) gemm_block<V, R, C>(A + r * sr, sr, sq, nred, M, ldm, Y + r * ldy, ldy, init, accumulate);
+  for (; r < nrows; ++r) gemm_block<V, 1, C>(A + r * sr, sr, sq, nred, M, ldm, Y + r * ldy, ldy, init, accumulate);
 }
 
 // Y [nrows, width] (+)= A M over nred, with A(r, q) = A[r*sr + q*sq]; width is a multiple of kV.
+template <class K>
 inline void gemm(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M, int64_t ldm,
                  int64_t width, float* Y, int64_t ldy, const float* init, bool accumulate) {
+  using V = typename K::V;
+  constexpr int64_t W = lanes<V>();
   int64_t c = 0;
-  for (; c + 2 * kV <= width; c += 2 * kV) {
-    const float* ic = init ? init + c : nullptr;
-    int64_t r = 0;
-    for (; r + 4 <= nrows; r += 4)
-      gemm_block<4, 2>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
-    for (; r < nrows; ++r) gemm_block<1, 2>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
-  }
-  for (; c < width; c += kV) {
-    const float* ic = init ? init + c : nullptr;
-    int64_t r = 0;
-    for (; r + 4 <= nrows; r += 4)
-      gemm_block<4, 1>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
-    for (; r < nrows; ++r) gemm_block<1, 1>(A + r * sr, sr, sq, nred, M + c, ldm, Y + r * ldy + c, ldy, ic, accumulate);
-  }
+  for (; c + K::C * W <= width; c += K::C * W)
+    gemm_columns<V, K::R, K::C>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, init ? init + c : nullptr, accumulate);
+  for (; c + W <= width; c += W)
+    gemm_columns<V, K::R, 1>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, init ? init + c : nullptr, accumulate);
+  for (; c < width; c += kV)
+    gemm_columns<vf, K::R, 1>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, init ? init + c : nullptr, accumulate);
 }
 
 inline float hsum(vf v) {
@@ -212,7 +235,8 @@ struct FastWork {
 };
 
 // The network on parameters in the fast layout: `s` is FastLayout::spec (w_off and b_off
-// locate WT_l and the padded b_l). float only.
+// locate WT_l and the padded b_l). float only. K: the kernel shapes (Kernels512 or Kernels256).
+template <class K>
 struct FastNet {
   using Work = FastWork<float>;
   using T = float;
@@ -223,7 +247,7 @@ struct FastNet {
       const T* in = l == 1 ? x : w.act[l - 1].data();
       const int64_t ldin = w.dp[l - 1], dpl = w.dp[l];
       T* z = w.act[l].data();
-      gemm(in, ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, z, dpl, theta + s.b_off[l], false);
+      gemm<K>(in, ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, z, dpl, theta + s.b_off[l], false);
       if (l < L)
         for (int64_t i = 0; i < n * dpl; ++i) z[i] = act_f(s.act, z[i]);
     }
@@ -238,8 +262,8 @@ struct FastNet {
       const T* in = l == 1 ? x : w.act[l - 1].data();
       const int64_t ldin = w.dp[l - 1], dpl = w.dp[l];
       T* rz = w.rz[l].data();
-      gemm(in, ldin, 1, n, s.dims[l - 1], u + s.w_off[l], dpl, dpl, rz, dpl, u + s.b_off[l], false);
-      if (l >= 2) gemm(w.ract[l - 1].data(), ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, rz, dpl, nullptr, true);
+      gemm<K>(in, ldin, 1, n, s.dims[l - 1], u + s.w_off[l], dpl, dpl, rz, dpl, u + s.b_off[l], false);
+      if (l >= 2) gemm<K>(w.ract[l - 1].data(), ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, rz, dpl, nullptr, true);
       if (l < L) {
         const T* a = w.act[l].data();
         T* ra = w.ract[l].data();
@@ -318,12 +342,12 @@ struct FastNet {
       const T* dz = w.dz.data();
       const T* rdz = w.rdz.data();
       if (grad) {  // dWT [din, dp_l] = in^T dz; db = column sums of dz
-        gemm(in, 1, ldin, din, n, dz, dpl, dpl, grad + s.w_off[l], dpl, nullptr, false);
+        gemm<K>(in, 1, ldin, din, n, dz, dpl, dpl, grad + s.w_off[l], dpl, nullptr, false);
         bias_grad(dz, n, dpl, grad + s.b_off[l]);
       }
       if (hv) {  // R(dWT) = in^T R(dz) + R(in)^T dz
-        gemm(in, 1, ldin, din, n, rdz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, false);
-        if (l >= 2) gemm(w.ract[l - 1].data(), 1, ldin, din, n, dz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, true);
+        gemm<K>(in, 1, ldin, din, n, rdz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, false);
+        if (l >= 2) gemm<K>(w.ract[l - 1].data(), 1, ldin, din, n, dz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, true);
         bias_grad(rdz, n, dpl, hv + s.b_off[l]);
       }
       if (l == 1) break;
@@ -333,7 +357,7 @@ struct FastNet {
       const bool rowmajor = transpose_for_input_grad(dpl);
       if (rowmajor) {
         transpose(theta + s.w_off[l], din, dout, dpl, w.wr[l].data(), ldin);
-        gemm(dz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, dn, ldin, nullptr, false);
+        gemm<K>(dz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, dn, ldin, nullptr, false);
       } else {
         gemm_nt(dz, dpl, n, theta + s.w_off[l], dpl, din, dpl, dn, ldin, false);
         zero_padding(dn, n, din, ldin);
@@ -343,8 +367,8 @@ struct FastNet {
         T* rdn = w.rdzn.data();
         if (rowmajor) {
           transpose(u + s.w_off[l], din, dout, dpl, w.uwr[l].data(), ldin);
-          gemm(rdz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, rdn, ldin, nullptr, false);
-          gemm(dz, dpl, 1, n, dout, w.uwr[l].data(), ldin, ldin, rdn, ldin, nullptr, true);
+          gemm<K>(rdz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, rdn, ldin, nullptr, false);
+          gemm<K>(dz, dpl, 1, n, dout, w.uwr[l].data(), ldin, ldin, rdn, ldin, nullptr, true);
         } else {
           gemm_nt(rdz, dpl, n, theta + s.w_off[l], dpl, din, dpl, rdn, ldin, false);
           gemm_nt(dz, dpl, n, u + s.w_off[l], dpl, din, dpl, rdn, ldin, true);
