@@ -30,7 +30,7 @@ export interface SineJobOptions {
 }
 
 export const SINE_DEFAULTS: SineJobOptions = {
-  iterations: 30_000,
+  iterations: 70_000,
   metaBatch: 25,
   shots: 10,
   queries: 10,
