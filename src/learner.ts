@@ -3,8 +3,10 @@
  * per-user adaptation. The parameters, rates and Adam moments live in flat Float32Arrays that
  * native code updates in place; every getter hands out a copy.
  *
- * Concurrency: asynchronous calls on one learner run one after another in call order; a
- * synchronous call made while an asynchronous one is pending throws MamlError('BUSY').
+ * Concurrency: asynchronous calls on one learner keep call order: stepAsync calls run one
+ * after another, and an adaptation waits for the steps called before it; adaptations with no
+ * step pending start at once and run in parallel. A synchronous call made while a queued
+ * asynchronous call is pending throws MamlError('BUSY').
  */
 import { MamlError } from './errors.js';
 import { checkBatch, checkInner, ratesForSteps, type Algorithm, type Inner, type InnerLr, type MetaBatch } from './inner.js';
@@ -385,15 +387,27 @@ export class MetaLearner {
     const where = 'MetaLearner.adaptAsync';
     let batch: NativeBatch, steps: number;
     try {
-      batch = snapshot(this.#supportBatch(support, where));
+      batch = this.#supportBatch(support, where);
       steps = this.#steps(options, where);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#enqueue(async () => {
-      const args = this.#adaptArgs(batch, steps);
+    return this.#afterSteps(batch, async (b) => {
+      const args = this.#adaptArgs(b, steps);
       return new AdaptedModel(this.#m, (await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array);
     });
+  }
+
+  /**
+   * Runs a read-only asynchronous call (an adaptation) in call order after the pending
+   * meta-steps: at once when none is pending (native code copies θ and the batch before it
+   * returns, so such calls run in parallel with each other and with later steps), queued
+   * behind them otherwise (then on a private copy of the batch).
+   */
+  #afterSteps<R>(batch: NativeBatch, fn: (b: NativeBatch) => Promise<R>): Promise<R> {
+    if (this.#pending === 0) return fn(batch);
+    const copy = snapshot(batch);
+    return this.#enqueue(() => fn(copy));
   }
 
   #batchModels(out: Float32Array, tasks: number): AdaptedModel[] {
@@ -418,14 +432,14 @@ export class MetaLearner {
     const where = 'MetaLearner.adaptBatchAsync';
     let b: NativeBatch, steps: number;
     try {
-      b = snapshot(checkBatch(batch, this.#m, 'float32', where, false));
+      b = checkBatch(batch, this.#m, 'float32', where, false);
       steps = this.#steps(options, where);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#enqueue(async () => {
-      const args = this.#adaptArgs(b, steps);
-      return this.#batchModels((await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array, b.tasks);
+    return this.#afterSteps(b, async (nb) => {
+      const args = this.#adaptArgs(nb, steps);
+      return this.#batchModels((await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array, nb.tasks);
     });
   }
 

@@ -90,6 +90,25 @@ describe('asynchronous calls', () => {
     expect(b.params).toEqual(a.params);
   });
 
+  it('adaptations keep call order with steps: one called before a pending step sees the old parameters, one after sees the new', async () => {
+    const l = new MetaLearner({ model, seed: 4 });
+    const ref = new MetaLearner({ model, seed: 4 });
+    const b = sinusoid({ seed: 5 }).sample(8);
+    const sup = { x: b.xs.slice(0, 10), y: b.ys.slice(0, 10) };
+    const before = l.adaptAsync(sup, { steps: 3 });
+    const step = l.stepAsync(b);
+    const after = l.adaptAsync(sup, { steps: 3 });
+    sup.x.fill(0); // the queued adaptation works on a copy made at call time
+    const x = b.xs.slice(0, 10);
+    const a0 = ref.adapt({ x, y: b.ys.slice(0, 10) }, { steps: 3 });
+    ref.step(b);
+    const a1 = ref.adapt({ x, y: b.ys.slice(0, 10) }, { steps: 3 });
+    await step;
+    expect((await before).params).toEqual(a0.params);
+    expect((await after).params).toEqual(a1.params);
+    expect(a0.params).not.toEqual(a1.params);
+  });
+
   it('the event loop keeps turning while adaptBatchAsync runs', async () => {
     const learner = new MetaLearner({ model: { layers: [1, 64, 64, 1], activation: 'relu', loss: 'mse' }, seed: 1 });
     const big = sinusoid({ seed: 3, shots: 50 }).sample(400);
