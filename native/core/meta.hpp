@@ -100,7 +100,10 @@ void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const
     const T* cur = th + st * P;
     T* next = th + (st + 1) * P;
     T* g = w.grads.data() + st * P;
-    Net::loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
+    if constexpr (Net::caches_steps)
+      Net::loss_and_grad_cached(s, cur, xs, ys, ns, w.mlp, g, st);
+    else
+      Net::loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
     for (int64_t i = 0; i < begin; ++i) next[i] = cur[i];
     const T* a = rates.data + st * rates.step_stride;
     if (rates.param_stride == 0) {
@@ -157,7 +160,10 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
           for (int64_t i = begin; i < P; ++i) dr[i] -= g[i] * v[i];
         }
       }
-      Net::loss_grad_hvp(s, cur, task.xs, task.ys, task.ns, u, w.mlp, nullptr, w.hv.data());
+      if constexpr (Net::caches_steps)  // reuses the inner step's forward pass and deltas
+        Net::hvp_cached(s, cur, task.xs, task.ys, task.ns, u, w.mlp, w.hv.data(), st);
+      else
+        Net::loss_grad_hvp(s, cur, task.xs, task.ys, task.ns, u, w.mlp, nullptr, w.hv.data());
       for (int64_t i = 0; i < P; ++i) v[i] -= w.hv[i];
     }
     const double ws = cfg.weights[st];

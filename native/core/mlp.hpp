@@ -272,6 +272,8 @@ double loss_grad_hvp(const ModelSpec& s, const T* theta, const T* x, const Targe
 template <class T>
 struct PlainNet {
   using Work = MlpWork<T>;
+  // The reference recomputes each inner step's forward pass in its Hessian-vector product.
+  static constexpr bool caches_steps = false;
   static double loss_and_grad(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
                               Work& w, T* grad) {
     return maml::loss_and_grad(s, theta, x, tg, n, w, grad);

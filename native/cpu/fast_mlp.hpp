@@ -192,6 +192,15 @@ struct FastLayout {
 // (gemm_nt) when it is wide enough for the horizontal sums to be cheap beside the copy.
 inline bool transpose_for_input_grad(int64_t dp_out) { return dp_out < 128; }
 
+// What one inner step's gradient pass leaves for that step's Hessian-vector product in the
+// reverse pass (same parameters, same support set): the activations, the loss outputs, the
+// deltas of every layer and (tanh) the input gradients before the activation derivative.
+template <class T>
+struct StepCache {
+  std::vector<std::vector<T>> act, dz, da;  // per layer: [n, dp_l]
+  std::vector<T> out;                       // [n, dL]
+};
+
 template <class T>
 struct FastWork {
   std::vector<int64_t> dims;  // the model widths the buffers are sized for
@@ -200,7 +209,26 @@ struct FastWork {
   std::vector<T> dz, dzn, rdz, rdzn;          // [n, max dp]
   std::vector<T> out, dout, rout, rdout;      // compact outputs [n, dL]
   std::vector<std::vector<T>> wr, uwr;        // per layer: W and uW row-major [dp_l, dp_{l-1}] (narrow layers)
+  std::vector<StepCache<T>> steps;            // one per inner step (see StepCache)
   int64_t capacity = -1;
+
+  // The cache of inner step i, sized for n rows of this model.
+  StepCache<T>& step_cache(const ModelSpec& s, int64_t i, int64_t n) {
+    if (static_cast<int64_t>(steps.size()) <= i) steps.resize(static_cast<size_t>(i + 1));
+    StepCache<T>& c = steps[static_cast<size_t>(i)];
+    const int L = s.layers();
+    c.act.resize(L + 1);
+    c.dz.resize(L + 1);
+    c.da.resize(L + 1);
+    for (int l = 1; l <= L; ++l) {
+      const size_t sz = static_cast<size_t>(checked_mul(n, dp[l], "activations"));
+      for (auto* v : {&c.act[l], &c.dz[l], &c.da[l]})
+        if (v->size() < sz) v->assign(sz, T(0));
+    }
+    const size_t o = static_cast<size_t>(checked_mul(n, s.out_dim(), "outputs"));
+    if (c.out.size() < o) c.out.assign(o, T(0));
+    return c;
+  }
 
   void reserve(const ModelSpec& s, int64_t n) {
     const int L = s.layers();
@@ -210,6 +238,7 @@ struct FastWork {
       dp[0] = s.dims[0];
       for (int l = 1; l <= L; ++l) dp[l] = padded(s.dims[l]);
       for (auto* v : {&act, &rz, &ract, &wr, &uwr}) v->assign(L + 1, {});
+      steps.clear();
       for (int l = 2; l <= L; ++l) {
         if (!transpose_for_input_grad(dp[l])) continue;
         wr[l].assign(static_cast<size_t>(checked_mul(dp[l], dp[l - 1], "weights")), T(0));
@@ -241,31 +270,34 @@ struct FastNet {
   using Work = FastWork<float>;
   using T = float;
 
-  static void forward(const ModelSpec& s, Work& w, const T* theta, const T* x, int64_t n) {
+  using Acts = std::vector<std::vector<T>>;
+
+  // Forward pass into act (w.act, or a step cache's); compact outputs into w.out.
+  static void forward(const ModelSpec& s, Work& w, Acts& act, const T* theta, const T* x, int64_t n) {
     const int L = s.layers();
     for (int l = 1; l <= L; ++l) {
-      const T* in = l == 1 ? x : w.act[l - 1].data();
+      const T* in = l == 1 ? x : act[l - 1].data();
       const int64_t ldin = w.dp[l - 1], dpl = w.dp[l];
-      T* z = w.act[l].data();
+      T* z = act[l].data();
       gemm<K>(in, ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, z, dpl, theta + s.b_off[l], false);
       if (l < L)
         for (int64_t i = 0; i < n * dpl; ++i) z[i] = act_f(s.act, z[i]);
     }
     const int64_t dL = s.out_dim();
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < dL; ++j) w.out[i * dL + j] = w.act[L][i * w.dp[L] + j];
+      for (int64_t j = 0; j < dL; ++j) w.out[i * dL + j] = act[L][i * w.dp[L] + j];
   }
 
-  static void r_forward(const ModelSpec& s, Work& w, const T* theta, const T* u, const T* x, int64_t n) {
+  static void r_forward(const ModelSpec& s, Work& w, const Acts& act, const T* theta, const T* u, const T* x, int64_t n) {
     const int L = s.layers();
     for (int l = 1; l <= L; ++l) {
-      const T* in = l == 1 ? x : w.act[l - 1].data();
+      const T* in = l == 1 ? x : act[l - 1].data();
       const int64_t ldin = w.dp[l - 1], dpl = w.dp[l];
       T* rz = w.rz[l].data();
       gemm<K>(in, ldin, 1, n, s.dims[l - 1], u + s.w_off[l], dpl, dpl, rz, dpl, u + s.b_off[l], false);
       if (l >= 2) gemm<K>(w.ract[l - 1].data(), ldin, 1, n, s.dims[l - 1], theta + s.w_off[l], dpl, dpl, rz, dpl, nullptr, true);
       if (l < L) {
-        const T* a = w.act[l].data();
+        const T* a = act[l].data();
         T* ra = w.ract[l].data();
         for (int64_t i = 0; i < n * dpl; ++i) ra[i] = act_d1(s.act, a[i]) * rz[i];
       }
@@ -322,14 +354,20 @@ struct FastNet {
   }
 
   // From w.dout (and w.rdout when hv): grad (nullable) and hv (nullable), in the fast layout.
-  static void backward(const ModelSpec& s, Work& w, const T* theta, const T* u, const T* x, int64_t n, T* grad, T* hv) {
+  // store: keep this pass's deltas for a later Hessian-vector product at the same point.
+  // reuse: take the deltas from such a cache instead of computing them (then grad is null).
+  static void backward(const ModelSpec& s, Work& w, const Acts& act, const T* theta, const T* u, const T* x, int64_t n,
+                       T* grad, T* hv, StepCache<T>* store, const StepCache<T>* reuse) {
     const int L = s.layers();
     const int64_t dL = s.out_dim();
+    const bool tanh_act = s.act == Activation::Tanh;
     {
       const int64_t dpL = w.dp[L];
-      for (int64_t i = 0; i < n * dpL; ++i) w.dz[i] = 0;
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < dL; ++j) w.dz[i * dpL + j] = w.dout[i * dL + j];
+      if (!reuse) {
+        for (int64_t i = 0; i < n * dpL; ++i) w.dz[i] = 0;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < dL; ++j) w.dz[i * dpL + j] = w.dout[i * dL + j];
+      }
       if (hv) {
         for (int64_t i = 0; i < n * dpL; ++i) w.rdz[i] = 0;
         for (int64_t i = 0; i < n; ++i)
@@ -338,9 +376,10 @@ struct FastNet {
     }
     for (int l = L; l >= 1; --l) {
       const int64_t din = s.dims[l - 1], dpl = w.dp[l], ldin = w.dp[l - 1];
-      const T* in = l == 1 ? x : w.act[l - 1].data();
-      const T* dz = w.dz.data();
+      const T* in = l == 1 ? x : act[l - 1].data();
+      const T* dz = reuse ? reuse->dz[l].data() : w.dz.data();
       const T* rdz = w.rdz.data();
+      if (store) std::copy(dz, dz + n * dpl, store->dz[l].data());
       if (grad) {  // dWT [din, dp_l] = in^T dz; db = column sums of dz
         gemm<K>(in, 1, ldin, din, n, dz, dpl, dpl, grad + s.w_off[l], dpl, nullptr, false);
         bias_grad(dz, n, dpl, grad + s.b_off[l]);
@@ -351,18 +390,22 @@ struct FastNet {
         bias_grad(rdz, n, dpl, hv + s.b_off[l]);
       }
       if (l == 1) break;
-      // da [n, din] = dz W (padded columns of da stay zero)
-      T* dn = w.dzn.data();
       const int64_t dout = s.dims[l];
       const bool rowmajor = transpose_for_input_grad(dpl);
-      if (rowmajor) {
-        transpose(theta + s.w_off[l], din, dout, dpl, w.wr[l].data(), ldin);
-        gemm<K>(dz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, dn, ldin, nullptr, false);
-      } else {
-        gemm_nt(dz, dpl, n, theta + s.w_off[l], dpl, din, dpl, dn, ldin, false);
-        zero_padding(dn, n, din, ldin);
+      if (rowmajor) transpose(theta + s.w_off[l], din, dout, dpl, w.wr[l].data(), ldin);
+      // da [n, din] = dz W (padded columns of da stay zero), before the activation derivative
+      T* dn = w.dzn.data();
+      if (!reuse) {
+        if (rowmajor) {
+          gemm<K>(dz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, dn, ldin, nullptr, false);
+        } else {
+          gemm_nt(dz, dpl, n, theta + s.w_off[l], dpl, din, dpl, dn, ldin, false);
+          zero_padding(dn, n, din, ldin);
+        }
+        if (store && tanh_act) std::copy(dn, dn + n * ldin, store->da[l - 1].data());
       }
-      const T* a = w.act[l - 1].data();
+      const T* da = reuse ? reuse->da[l - 1].data() : dn;
+      const T* a = act[l - 1].data();
       if (hv) {
         T* rdn = w.rdzn.data();
         if (rowmajor) {
@@ -375,16 +418,23 @@ struct FastNet {
           zero_padding(rdn, n, din, ldin);
         }
         const T* rzp = w.rz[l - 1].data();
-        for (int64_t i = 0; i < n; ++i)
-          for (int64_t k = 0; k < din; ++k) {
-            const int64_t e = i * ldin + k;
-            rdn[e] = rdn[e] * act_d1(s.act, a[e]) + dn[e] * act_d2(s.act, a[e]) * rzp[e];
-          }
+        if (tanh_act) {
+          for (int64_t i = 0; i < n; ++i)
+            for (int64_t k = 0; k < din; ++k) {
+              const int64_t e = i * ldin + k;
+              rdn[e] = rdn[e] * act_d1(s.act, a[e]) + da[e] * act_d2(s.act, a[e]) * rzp[e];
+            }
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            for (int64_t k = 0; k < din; ++k) rdn[i * ldin + k] *= act_d1(s.act, a[i * ldin + k]);
+        }
         w.rdz.swap(w.rdzn);
       }
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < din; ++k) dn[i * ldin + k] *= act_d1(s.act, a[i * ldin + k]);
-      w.dz.swap(w.dzn);
+      if (!reuse) {
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t k = 0; k < din; ++k) dn[i * ldin + k] *= act_d1(s.act, a[i * ldin + k]);
+        w.dz.swap(w.dzn);
+      }
     }
   }
 
@@ -395,9 +445,9 @@ struct FastNet {
       return 0.0;
     }
     w.reserve(s, n);
-    forward(s, w, theta, x, n);
+    forward(s, w, w.act, theta, x, n);
     const double loss = loss_grad(s.loss, w.out.data(), tg, n, s.out_dim(), grad ? w.dout.data() : nullptr);
-    if (grad) backward(s, w, theta, nullptr, x, n, grad, nullptr);
+    if (grad) backward(s, w, w.act, theta, nullptr, x, n, grad, nullptr, nullptr, nullptr);
     return loss;
   }
 
@@ -409,12 +459,40 @@ struct FastNet {
       return 0.0;
     }
     w.reserve(s, n);
-    forward(s, w, theta, x, n);
-    r_forward(s, w, theta, u, x, n);
+    forward(s, w, w.act, theta, x, n);
+    r_forward(s, w, w.act, theta, u, x, n);
     const double loss = loss_grad(s.loss, w.out.data(), tg, n, s.out_dim(), w.dout.data());
     loss_hess_vec(s.loss, w.out.data(), tg, n, s.out_dim(), w.rout.data(), w.rdout.data());
-    backward(s, w, theta, u, x, n, grad, hv);
+    backward(s, w, w.act, theta, u, x, n, grad, hv, nullptr, nullptr);
     return loss;
+  }
+
+  // The inner loop's gradient at step `step`, keeping what that step's Hessian-vector
+  // product needs (hvp_cached): the forward pass and the deltas are not computed twice.
+  static constexpr bool caches_steps = true;
+  static double loss_and_grad_cached(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
+                                     Work& w, T* grad, int step) {
+    if (n == 0) return loss_and_grad(s, theta, x, tg, n, w, grad);
+    w.reserve(s, n);
+    StepCache<T>& c = w.step_cache(s, step, n);
+    forward(s, w, c.act, theta, x, n);
+    std::copy(w.out.begin(), w.out.begin() + n * s.out_dim(), c.out.begin());
+    const double loss = loss_grad(s.loss, w.out.data(), tg, n, s.out_dim(), w.dout.data());
+    backward(s, w, c.act, theta, nullptr, x, n, grad, nullptr, &c, nullptr);
+    return loss;
+  }
+
+  // hv = H u at the point and on the data of loss_and_grad_cached(..., step).
+  static void hvp_cached(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n, const T* u,
+                         Work& w, T* hv, int step) {
+    if (n == 0) {
+      std::fill(hv, hv + s.n_params, T(0));
+      return;
+    }
+    const StepCache<T>& c = w.steps[static_cast<size_t>(step)];
+    r_forward(s, w, c.act, theta, u, x, n);
+    loss_hess_vec(s.loss, c.out.data(), tg, n, s.out_dim(), w.rout.data(), w.rdout.data());
+    backward(s, w, c.act, theta, u, x, n, nullptr, hv, nullptr, &c);
   }
 };
 
