@@ -19,9 +19,11 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MAML_X86_LEVELS 1
 #define MAML_TARGET(t) __attribute__((target(t), flatten))
+#define MAML_TARGET_NOINLINE(t) __attribute__((target(t), noinline, flatten))
 #else
 #define MAML_X86_LEVELS 0
 #define MAML_TARGET(t) __attribute__((flatten))
+#define MAML_TARGET_NOINLINE(t) __attribute__((noinline, flatten))
 #endif
 
 namespace maml::cpu {
@@ -32,6 +34,22 @@ template <class K>
 using Work = TaskWork<float, FastNet<K>>;
 // Distinct kernel types per level, so that every level has its own instantiations.
 struct KernelsBase : Kernels256 {};
+
+}  // namespace
+
+// The matrix kernel, once per level (not inlined into its many call sites: compile time).
+#define MAML_GEMM_ARGS                                                                                        \
+  const float *A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float *M, int64_t ldm, int64_t width, \
+      float *Y, int64_t ldy, const float *init, bool accumulate
+#define MAML_GEMM_CALL A, sr, sq, nrows, nred, M, ldm, width, Y, ldy, init, accumulate
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v4") void gemm<Kernels512>(MAML_GEMM_ARGS) { gemm_body<Kernels512>(MAML_GEMM_CALL); }
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v3") void gemm<Kernels256>(MAML_GEMM_ARGS) { gemm_body<Kernels256>(MAML_GEMM_CALL); }
+template <>
+__attribute__((noinline, flatten)) void gemm<KernelsBase>(MAML_GEMM_ARGS) { gemm_body<KernelsBase>(MAML_GEMM_CALL); }
+
+namespace {
 
 MAML_TARGET("arch=x86-64-v4")
 double task_v4(const ModelSpec& fs, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,

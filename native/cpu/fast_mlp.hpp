@@ -36,11 +36,12 @@ typedef float vf_unaligned __attribute__((vector_size(8 * sizeof(float)), aligne
 typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
 typedef float vf16_unaligned __attribute__((vector_size(16 * sizeof(float)), aligned(4)));
 static_assert(kV == 8, "the layout granule is one vf");
-inline vf load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
-inline void store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
-inline vf16 load(const float* p, vf16) { return *reinterpret_cast<const vf16_unaligned*>(p); }
-inline void store(float* p, vf16 v) { *reinterpret_cast<vf16_unaligned*>(p) = v; }
-inline vf load(const float* p, vf) { return load(p); }
+#define MAML_INLINE inline __attribute__((always_inline))
+MAML_INLINE vf load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
+MAML_INLINE void store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+MAML_INLINE vf16 load(const float* p, vf16) { return *reinterpret_cast<const vf16_unaligned*>(p); }
+MAML_INLINE void store(float* p, vf16 v) { *reinterpret_cast<vf16_unaligned*>(p) = v; }
+MAML_INLINE vf load(const float* p, vf) { return load(p); }
 template <class V>
 constexpr int64_t lanes() { return static_cast<int64_t>(sizeof(V) / sizeof(float)); }
 
@@ -87,9 +88,11 @@ inline void gemm_columns(const float* A, int64_t sr, int64_t sq, int64_t nrows, 
 }
 
 // Y [nrows, width] (+)= A M over nred, with A(r, q) = A[r*sr + q*sq]; width is a multiple of kV.
+// gemm<K> is defined once per kernel type (fast_meta.cc), each compiled for its instruction
+// set around this inline body, so that the many call sites do not each inline all of it.
 template <class K>
-inline void gemm(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M, int64_t ldm,
-                 int64_t width, float* Y, int64_t ldy, const float* init, bool accumulate) {
+inline void gemm_body(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M, int64_t ldm,
+                      int64_t width, float* Y, int64_t ldy, const float* init, bool accumulate) {
   using V = typename K::V;
   constexpr int64_t W = lanes<V>();
   int64_t c = 0;
@@ -100,6 +103,10 @@ inline void gemm(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t 
   for (; c < width; c += kV)
     gemm_columns<vf, K::R, 1>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, init ? init + c : nullptr, accumulate);
 }
+
+template <class K>
+void gemm(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M, int64_t ldm,
+          int64_t width, float* Y, int64_t ldy, const float* init, bool accumulate);
 
 inline float hsum(vf v) {
   float s = 0;
