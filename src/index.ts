@@ -27,3 +27,13 @@ export { setThreads, getThreads } from './native.js';
 export { backendInfo, resolveDevice, type BackendInfo, type DeviceRequest } from './loader.js';
 export { Rng } from './rng.js';
 export type { Precision } from './validate.js';
+// Education: per-student models (simulator, ASSISTments loader, encoder, evaluation, serving)
+export {
+  simulateStudents, SIMULATOR_DEFAULTS, loadAssistmentsCsv, writeAssistmentsCsv, CsvFormatError,
+  studentHistories, splitStudents, StudentEncoder, fitIrt2pl, mapAbility, encodeStudents, cutStudents,
+  auc, accuracy, logLoss, bootstrapMetrics, bayesPredictor, StudentModel, StudentService,
+  loadStudentData, trainStudents, evaluateStudents, formatEvaluation, qualityBar, STUDENT_DEFAULTS,
+  type SimulatorConfig, type SimulatorTruth, type SimulatedData, type LoadOptions, type LoadStats, type LoadedLog,
+  type ResponseLog, type StudentHistory, type EncoderState, type Answer, type Estimate, type StudentModelSettings,
+  type StudentServiceOptions, type DataSource, type StudentData, type StudentTrainOptions, type StudentEvaluation,
+} from './education/index.js';
