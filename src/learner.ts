@@ -5,8 +5,9 @@
  *
  * Concurrency: asynchronous calls on one learner keep call order: stepAsync calls run one
  * after another, and an adaptation waits for the steps called before it; adaptations with no
- * step pending start at once and run in parallel. A synchronous call made while a queued
- * asynchronous call is pending throws MamlError('BUSY').
+ * step pending start at once and run in parallel, and adaptAsync calls made in the same turn
+ * of the event loop are sent to native code as one batch. A synchronous call made while a
+ * queued asynchronous call is pending throws MamlError('BUSY').
  */
 import { MamlError } from './errors.js';
 import { checkBatch, checkInner, ratesForSteps, type Algorithm, type Inner, type InnerLr, type MetaBatch } from './inner.js';
@@ -123,6 +124,14 @@ export function toProbabilities(m: Model, out: Float32Array): Float32Array {
   return out;
 }
 
+/** One adaptAsync call waiting to be sent with others of the same turn. */
+interface CoalescedAdapt {
+  xs: Float32Array;
+  ys: Float32Array | Int32Array;
+  resolve: (m: AdaptedModel) => void;
+  reject: (err: unknown) => void;
+}
+
 /** A copy of a batch's arrays, so that a queued asynchronous call sees them as they were. */
 function snapshot(b: NativeBatch): NativeBatch {
   const out: Record<string, unknown> = {};
@@ -190,6 +199,8 @@ export class MetaLearner {
   #t = 0;
   #pending = 0;
   #queue: Promise<unknown> = Promise.resolve();
+  /** adaptAsync calls waiting for the end of this turn of the event loop, by step count */
+  #coalesced = new Map<number, CoalescedAdapt[]>();
 
   constructor(options: MetaLearnerOptions) {
     const where = 'MetaLearner';
@@ -310,6 +321,7 @@ export class MetaLearner {
    */
   step(batch: MetaBatch): { loss: number; gradNorm: number } {
     this.#checkIdle('step');
+    this.#flushAll(); // adaptations called before this step see θ before it
     const args = this.#stepArgs(this.#checkStepBatch(batch, 'MetaLearner.step'));
     const r = callNative((a) => a.metaStep(args));
     this.#t++;
@@ -392,10 +404,59 @@ export class MetaLearner {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#afterSteps(batch, async (b) => {
-      const args = this.#adaptArgs(b, steps);
-      return new AdaptedModel(this.#m, (await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array);
+    if (this.#pending > 0)
+      return this.#afterSteps(batch, async (b) => {
+        const args = this.#adaptArgs(b, steps);
+        return new AdaptedModel(this.#m, (await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array);
+      });
+    // Calls made in the same turn of the event loop share one native call (one batch).
+    let group = this.#coalesced.get(steps);
+    if (!group) {
+      group = [];
+      this.#coalesced.set(steps, group);
+      queueMicrotask(() => this.#flush(steps));
+    }
+    const item = { xs: (batch.xs as Float32Array).slice(), ys: (batch.ys ?? batch.ysLabels)!.slice() } as CoalescedAdapt;
+    group.push(item);
+    return new Promise<AdaptedModel>((resolve, reject) => {
+      item.resolve = resolve;
+      item.reject = reject;
     });
+  }
+
+  /** Sends the adaptations coalesced for `steps` inner steps as one native call. */
+  #flush(steps: number): void {
+    const group = this.#coalesced.get(steps);
+    if (!group) return;
+    this.#coalesced.delete(steps);
+    const m = this.#m;
+    const supportOffsets = new Int32Array(group.length + 1);
+    let rows = 0;
+    group.forEach((g, t) => {
+      rows += g.xs.length / m.dIn;
+      supportOffsets[t + 1] = rows;
+    });
+    const xs = new Float32Array(rows * m.dIn);
+    const labels = m.spec.loss === 'cross-entropy';
+    const ys = labels ? new Int32Array(rows) : new Float32Array(rows * m.dOut);
+    group.forEach((g, t) => {
+      xs.set(g.xs, supportOffsets[t]! * m.dIn);
+      ys.set(g.ys as never, supportOffsets[t]! * (labels ? 1 : m.dOut));
+    });
+    const batch: NativeBatch = { tasks: group.length, supportOffsets, xs, ...(labels ? { ysLabels: ys as Int32Array } : { ys: ys as Float32Array }) };
+    const args = this.#adaptArgs(batch, steps);
+    callNativeAsync((a) => a.adaptBatchAsync(args)).then(
+      (out) => {
+        const models = this.#batchModels(out as Float32Array, group.length);
+        group.forEach((g, t) => g.resolve(models[t]!));
+      },
+      (err) => group.forEach((g) => g.reject(err)),
+    );
+  }
+
+  /** Sends every coalesced adaptation now (before a synchronous step changes θ). */
+  #flushAll(): void {
+    for (const steps of [...this.#coalesced.keys()]) this.#flush(steps);
   }
 
   /**

@@ -109,6 +109,28 @@ describe('asynchronous calls', () => {
     expect(a0.params).not.toEqual(a1.params);
   });
 
+  it('adaptAsync calls of one turn are sent together and each gets the model adapt() gives, whatever its support size', async () => {
+    const ce = { layers: [3, 8, 4], activation: 'tanh', loss: 'cross-entropy' } as const;
+    const l = new MetaLearner({ model: ce, seed: 2 });
+    const users = Array.from({ length: 9 }, (_, u) => ({
+      x: Float32Array.from({ length: 3 * (u + 1) }, (_, i) => Math.sin(i * 1.7 + u)),
+      y: Int32Array.from({ length: u + 1 }, (_, i) => (i + u) % 4),
+    }));
+    const got = await Promise.all(users.map((u) => l.adaptAsync(u, { steps: 4 })));
+    users.forEach((u, i) => expect(got[i]!.params).toEqual(l.adapt(u, { steps: 4 }).params));
+    // different step counts in one turn, and a synchronous step right after: the
+    // adaptations called before it see θ before it
+    const ref = new MetaLearner({ model: ce, seed: 2 });
+    const b = { tasks: 2, support: 3, query: 2, xs: new Float32Array(18).fill(0.3), ys: Int32Array.from([0, 1, 2, 3, 0, 1]), xq: new Float32Array(12).fill(-0.2), yq: Int32Array.from([1, 2, 3, 0]) };
+    const a1 = l.adaptAsync(users[2]!, { steps: 1 });
+    const a2 = l.adaptAsync(users[3]!, { steps: 2 });
+    l.step(b);
+    expect((await a1).params).toEqual(ref.adapt(users[2]!, { steps: 1 }).params);
+    expect((await a2).params).toEqual(ref.adapt(users[3]!, { steps: 2 }).params);
+    ref.step(b);
+    expect(l.params).toEqual(ref.params);
+  });
+
   it('the event loop keeps turning while adaptBatchAsync runs', async () => {
     const learner = new MetaLearner({ model: { layers: [1, 64, 64, 1], activation: 'relu', loss: 'mse' }, seed: 1 });
     const big = sinusoid({ seed: 3, shots: 50 }).sample(400);
