@@ -8,9 +8,8 @@
  * Progress goes to stderr (a bar on a terminal, plain lines otherwise); with --json the last
  * line of stdout is one JSON object with the settings, the seconds taken and the results.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ensureDirFor, intOption, numberOption, UsageError } from './cli-args.js';
 import { MamlError } from './errors.js';
 import { ALGORITHMS, type Algorithm } from './inner.js';
 import { runSineJob, SINE_DEFAULTS, type SineJobOptions } from './jobs/sine.js';
@@ -38,26 +37,7 @@ Options of train sine:
   --quiet            no progress bar
 `;
 
-/** A mistake on the command line: main() prints it with the usage and exits with 2. */
-export class UsageError extends Error {}
-
-function int(v: string | undefined, name: string, dflt: number, min: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
-
-function num(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a non-negative number, got '${v}'`);
-  return n;
-}
-
-function ensureDir(file: string): void {
-  mkdirSync(dirname(file), { recursive: true });
-}
+export { UsageError };
 
 function trainSine(argv: string[]): number {
   const { values } = parseArgs({
@@ -81,23 +61,23 @@ function trainSine(argv: string[]): number {
   });
   const algorithm = (values.algorithm ?? 'maml') as Algorithm;
   if (!ALGORITHMS.includes(algorithm)) throw new UsageError(`--algorithm must be one of ${ALGORITHMS.join(', ')}, got '${algorithm}'`);
-  if (values.threads !== undefined) setThreads(int(values.threads, 'threads', 1, 1));
+  if (values.threads !== undefined) setThreads(intOption(values.threads, 'threads', 1, 1));
   const opts: SineJobOptions = {
     ...SINE_DEFAULTS,
-    iterations: int(values.iterations, 'iterations', SINE_DEFAULTS.iterations, 1),
+    iterations: intOption(values.iterations, 'iterations', SINE_DEFAULTS.iterations, 1),
     algorithm,
-    innerSteps: int(values['inner-steps'], 'inner-steps', SINE_DEFAULTS.innerSteps, 0),
-    innerLr: num(values['inner-lr'], 'inner-lr', SINE_DEFAULTS.innerLr),
-    metaBatch: int(values['meta-batch'], 'meta-batch', SINE_DEFAULTS.metaBatch, 1),
-    metaLr: num(values.lr, 'lr', SINE_DEFAULTS.metaLr),
-    shots: int(values.shots, 'shots', SINE_DEFAULTS.shots, 1),
-    seed: int(values.seed, 'seed', SINE_DEFAULTS.seed, 0),
+    innerSteps: intOption(values['inner-steps'], 'inner-steps', SINE_DEFAULTS.innerSteps, 0),
+    innerLr: numberOption(values['inner-lr'], 'inner-lr', SINE_DEFAULTS.innerLr),
+    metaBatch: intOption(values['meta-batch'], 'meta-batch', SINE_DEFAULTS.metaBatch, 1),
+    metaLr: numberOption(values.lr, 'lr', SINE_DEFAULTS.metaLr),
+    shots: intOption(values.shots, 'shots', SINE_DEFAULTS.shots, 1),
+    seed: intOption(values.seed, 'seed', SINE_DEFAULTS.seed, 0),
     out: values.out ?? 'out/sine.safetensors',
     plot: values.plot ?? 'out/sine.svg',
     progress: !values.quiet,
   };
-  ensureDir(opts.out!);
-  ensureDir(opts.plot!);
+  ensureDirFor(opts.out!);
+  ensureDirFor(opts.plot!);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const result = runSineJob(opts, log);
   log(`done in ${result.seconds.toFixed(1)} s (${result.stepsPerSecond.toFixed(0)} meta-steps/s)`);

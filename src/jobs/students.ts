@@ -12,9 +12,8 @@
  * Progress goes to stderr; the table to stdout; with --json the last line of stdout is one
  * JSON object with the settings, the seconds taken and the results.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ensureDirFor, intOption, UsageError } from '../cli-args.js';
 import { ALGORITHMS, type Algorithm } from '../inner.js';
 import { setThreads } from '../native.js';
 import { renderChart, renderFigure, type ChartSpec } from '../plot.js';
@@ -57,23 +56,10 @@ Options of train students:
   --quiet            no progress bars
 `;
 
-/** A command-line mistake: printed with the usage, exit code 2. */
-class StudentsUsageError extends Error {}
 
 function usageError(err: unknown): number {
   process.stderr.write(`maml-native: ${(err as Error).message}\n\nUsage:\n${STUDENTS_USAGE}`);
   return 2;
-}
-
-function int(v: string | undefined, name: string, dflt: number, min: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new StudentsUsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
-
-function ensureDir(file: string): void {
-  mkdirSync(dirname(file), { recursive: true });
 }
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -142,36 +128,36 @@ export async function trainStudentsCommand(argv: string[]): Promise<number> {
   let opts: StudentTrainOptions, source: DataSource;
   try {
     const algorithm = (values.algorithm ?? STUDENT_DEFAULTS.algorithm) as Algorithm;
-    if (!ALGORITHMS.includes(algorithm)) throw new StudentsUsageError(`--algorithm must be one of ${ALGORITHMS.join(', ')}, got '${algorithm}'`);
-    const hidden = values.hidden === undefined || values.hidden === '' ? [] : values.hidden.split(',').map((w) => int(w, 'hidden', 0, 1));
-    const seed = int(values.seed, 'seed', STUDENT_DEFAULTS.seed, 0);
+    if (!ALGORITHMS.includes(algorithm)) throw new UsageError(`--algorithm must be one of ${ALGORITHMS.join(', ')}, got '${algorithm}'`);
+    const hidden = values.hidden === undefined || values.hidden === '' ? [] : values.hidden.split(',').map((w) => intOption(w, 'hidden', 0, 1));
+    const seed = intOption(values.seed, 'seed', STUDENT_DEFAULTS.seed, 0);
     if (values.encoding !== undefined && values.encoding !== 'latin1' && values.encoding !== 'utf8')
-      throw new StudentsUsageError(`--encoding must be latin1 or utf8, got '${values.encoding}'`);
+      throw new UsageError(`--encoding must be latin1 or utf8, got '${values.encoding}'`);
     const learning = values.learning === undefined ? 0 : Number(values.learning);
-    if (!Number.isFinite(learning)) throw new StudentsUsageError(`--learning must be a number, got '${values.learning}'`);
+    if (!Number.isFinite(learning)) throw new UsageError(`--learning must be a number, got '${values.learning}'`);
     if (values.csv !== undefined && (values.students !== undefined || values.learning !== undefined))
-      throw new StudentsUsageError('--students and --learning configure the simulator; they do not apply with --csv');
+      throw new UsageError('--students and --learning configure the simulator; they do not apply with --csv');
     source = values.csv !== undefined
       ? { kind: 'csv', file: values.csv, ...(values['keep-scaffolding'] ? { keepScaffolding: true } : {}), ...(values.encoding ? { encoding: values.encoding as 'latin1' | 'utf8' } : {}) }
-      : { kind: 'simulator', config: { seed, ...(values.students !== undefined ? { students: int(values.students, 'students', 8000, 10) } : {}), ...(learning ? { learningRate: learning } : {}) } };
-    if (values.threads !== undefined) setThreads(int(values.threads, 'threads', 1, 1));
+      : { kind: 'simulator', config: { seed, ...(values.students !== undefined ? { students: intOption(values.students, 'students', 8000, 10) } : {}), ...(learning ? { learningRate: learning } : {}) } };
+    if (values.threads !== undefined) setThreads(intOption(values.threads, 'threads', 1, 1));
     opts = {
       ...STUDENT_DEFAULTS,
       split: { ...STUDENT_DEFAULTS.split, seed },
-      iterations: int(values.iterations, 'iterations', STUDENT_DEFAULTS.iterations, 1),
+      iterations: intOption(values.iterations, 'iterations', STUDENT_DEFAULTS.iterations, 1),
       algorithm,
       hidden,
       seed,
       progress: !values.quiet,
     };
   } catch (err) {
-    if (err instanceof StudentsUsageError) return usageError(err);
+    if (err instanceof UsageError) return usageError(err);
     throw err;
   }
   const out = values.out ?? 'out/students.safetensors';
   const plot = values.plot ?? 'out/students.svg';
-  ensureDir(out);
-  ensureDir(plot);
+  ensureDirFor(out);
+  ensureDirFor(plot);
   const t0 = performance.now();
   const data = await load(source, opts.progress);
   const trained = trainStudents(data, opts, log);
@@ -209,10 +195,10 @@ export async function evalStudentsCommand(argv: string[]): Promise<number> {
       strict: true,
       allowPositionals: false,
     }).values;
-    if (values.checkpoint === undefined) throw new StudentsUsageError('eval students needs --checkpoint FILE');
+    if (values.checkpoint === undefined) throw new UsageError('eval students needs --checkpoint FILE');
     if (values.encoding !== undefined && values.encoding !== 'latin1' && values.encoding !== 'utf8')
-      throw new StudentsUsageError(`--encoding must be latin1 or utf8, got '${values.encoding}'`);
-    if (values.threads !== undefined) setThreads(int(values.threads, 'threads', 1, 1));
+      throw new UsageError(`--encoding must be latin1 or utf8, got '${values.encoding}'`);
+    if (values.threads !== undefined) setThreads(intOption(values.threads, 'threads', 1, 1));
   } catch (err) {
     return usageError(err);
   }
@@ -235,7 +221,7 @@ export async function evalStudentsCommand(argv: string[]): Promise<number> {
   const data = await load(source, opts.progress);
   const ev = evaluateStudents(data, model, opts, log);
   const plot = values.plot ?? `${values.checkpoint.replace(/\.safetensors$/i, '')}.eval.svg`;
-  ensureDir(plot);
+  ensureDirFor(plot);
   writeFileAtomic(plot, new TextEncoder().encode(renderChart(aucChart(ev, `AUC against K (${ev.testStudents} held-out students)`))));
   log(`plot written to ${plot}`);
   const seconds = (performance.now() - t0) / 1000;
