@@ -87,17 +87,19 @@ T dot(const T* a, const T* b, int64_t n) {
   return sum;
 }
 
-// The inner loop: fills work.thetas[0..S] and work.grads[0..S-1]. Returns nothing.
+// The inner loop: fills work.thetas[1..S] (theta_0 = theta; thetas[0] only when S = 0) and
+// work.grads[0..S-1].
 template <class T, class Net>
 void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const Rates<T>& rates,
                 const T* xs, const Targets<T>& ys, int64_t ns, TaskWork<T, Net>& w) {
   const int64_t P = s.n_params;
   const int S = cfg.steps;
   const int64_t begin = cfg.head_only() ? s.head_begin() : 0;
-  T* th = w.thetas.data();
-  for (int64_t i = 0; i < P; ++i) th[i] = theta[i];
+  T* th = w.thetas.data();  // theta_0 is theta itself; it is copied only when S = 0 (callers read theta_S)
+  if (S == 0)
+    for (int64_t i = 0; i < P; ++i) th[i] = theta[i];
   for (int st = 0; st < S; ++st) {
-    const T* cur = th + st * P;
+    const T* cur = st == 0 ? theta : th + st * P;
     T* next = th + (st + 1) * P;
     T* g = w.grads.data() + st * P;
     if constexpr (Net::caches_steps)
@@ -123,7 +125,8 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
   w.reserve(P, S);
   inner_loop(s, cfg, theta, rates, task.xs, task.ys, task.ns, w);
   const T* th = w.thetas.data();
-  const T* thS = th + static_cast<int64_t>(S) * P;
+  const auto theta_at = [&](int st) { return st == 0 ? theta : th + static_cast<int64_t>(st) * P; };
+  const T* thS = theta_at(S);
 
   if (cfg.algo == Algorithm::Reptile) {
     for (int64_t i = 0; i < P; ++i) grad[i] = theta[i] - thS[i];
@@ -143,7 +146,7 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
   }
   const int64_t begin = cfg.head_only() ? s.head_begin() : 0;
   for (int st = S - 1; st >= 0; --st) {
-    const T* cur = th + static_cast<int64_t>(st) * P;
+    const T* cur = theta_at(st);
     if (cfg.second_order()) {
       const T* g = w.grads.data() + static_cast<int64_t>(st) * P;
       T* u = w.u.data();

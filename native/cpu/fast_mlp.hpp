@@ -354,7 +354,7 @@ struct FastNet {
       for (int64_t k = d; k < ld; ++k) y[i * ld + k] = 0;
   }
 
-  static void bias_grad(const T* d, int64_t n, int64_t dpl, T* b) {
+  static void bias_grad(const T* __restrict d, int64_t n, int64_t dpl, T* __restrict b) {
     for (int64_t j = 0; j < dpl; ++j) b[j] = 0;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < dpl; ++j) b[j] += d[i * dpl + j];
