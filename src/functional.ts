@@ -4,11 +4,11 @@
  * three visible steps (model, arrays, options), then makes one native call that reads the
  * caller's typed arrays in place.
  */
-import { checkInner, checkBatch, type InnerOptions, type MetaBatch } from './inner.js';
+import { checkInner, checkBatch, checkTargets as checkBatchTargets, type InnerOptions, type MetaBatch } from './inner.js';
 import { checkModel, type Model, type ModelSpec } from './model.js';
 import { callNative } from './native.js';
 import type { Real } from './native-types.js';
-import { checkLabels, checkObject, checkOneOf, checkReal, precisionOf, rowsOf, type Precision } from './validate.js';
+import { checkObject, checkOneOf, checkReal, precisionOf, rowsOf, type Precision } from './validate.js';
 
 export interface MetaGradientOptions extends InnerOptions {
   /** 'float64' runs the double-precision reference: params, xs, xq and real targets are Float64Arrays. */
@@ -38,8 +38,8 @@ function checkParams(model: Model, params: unknown, where: string, precision?: P
 }
 
 function checkTargets(model: Model, y: unknown, rows: number, precision: Precision, where: string): { y?: Real; labels?: Int32Array } {
-  if (model.spec.loss === 'cross-entropy') return { labels: checkLabels(y, where, 'y', rows, model.dOut) };
-  return { y: checkReal(y, where, 'y', precision, rows * model.dOut, `rows × ${model.dOut} outputs`) };
+  const t = checkBatchTargets(y, model, rows, precision, where, 'y');
+  return t instanceof Int32Array ? { labels: t } : { y: t };
 }
 
 /**

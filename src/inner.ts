@@ -96,7 +96,8 @@ function rowsFor(b: Record<string, unknown>, tasks: number, where: string, part:
   return uniformOffsets(tasks, per, where, part);
 }
 
-function checkTargets(value: unknown, model: Model, rows: number, precision: Precision, where: string, name: string): Real | Int32Array {
+/** Targets for `rows` samples: Int32Array labels (cross-entropy) or real values in the model's precision. */
+export function checkTargets(value: unknown, model: Model, rows: number, precision: Precision, where: string, name: string): Real | Int32Array {
   if (model.spec.loss === 'cross-entropy') return checkLabels(value, where, name, rows, model.dOut);
   const y = checkReal(value, where, name, precision, rows * model.dOut, `rows × ${model.dOut} outputs`);
   if (model.spec.loss === 'binary-cross-entropy')

@@ -4,7 +4,7 @@
  */
 import { Rng } from './rng.js';
 import type { MetaBatch } from './inner.js';
-import { checkInt, checkNumber, checkObject } from './validate.js';
+import { checkInt, checkNumber, checkObject, fail } from './validate.js';
 
 /** A sampled meta-batch with the tasks' true amplitudes and phases. */
 export interface SineBatch extends MetaBatch {
@@ -38,7 +38,7 @@ export interface SinusoidSampler {
 
 function range(v: unknown, dflt: [number, number], where: string, name: string): [number, number] {
   if (v === undefined) return dflt;
-  if (!Array.isArray(v) || v.length !== 2) return [checkNumber(Number.NaN, where, name), 0];
+  if (!Array.isArray(v) || v.length !== 2) fail('INVALID_ARGUMENT', where, name, 'a pair [low, high]', v);
   const lo = checkNumber(v[0], where, `${name}[0]`);
   const hi = checkNumber(v[1], where, `${name}[1]`, { min: lo });
   return [lo, hi];

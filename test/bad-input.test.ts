@@ -102,6 +102,11 @@ describe('forward, gradient and hvp', () => {
     expectCode(() => gradient(ce, initParams(ce), new Float32Array(4), new Int32Array([0, 3])), 'INVALID_ARGUMENT', /labels must lie in \[0, 2\]/);
     expectCode(() => gradient(ce, initParams(ce), new Float32Array(4), new Int32Array([0, -1])), 'INVALID_ARGUMENT');
   });
+  it('gradient and hvp refuse binary-cross-entropy targets outside [0, 1], as metaGradient does', () => {
+    const bce = { layers: [1, 4, 1], activation: 'relu', loss: 'binary-cross-entropy' } as const;
+    expectCode(() => gradient(bce, initParams(bce), x, new Float32Array([1, 2])), 'INVALID_ARGUMENT', /\[0, 1\]/);
+    expectCode(() => hvp(bce, initParams(bce), x, new Float32Array([-1, 0]), new Float32Array(paramCount(bce))), 'INVALID_ARGUMENT');
+  });
   it('hvp refuses a direction of the wrong length', () => {
     expectCode(() => hvp(model, params, x, y, new Float32Array(P - 1)), 'SHAPE_MISMATCH');
     expectCode(() => hvp(model, params, x, y, withNaN(new Float32Array(P))), 'NON_FINITE');
@@ -200,6 +205,7 @@ describe('sinusoid and setThreads', () => {
     expectCode(() => sinusoid({ shots: -1 }), 'INVALID_ARGUMENT');
     expectCode(() => sinusoid({ seed: 'a' as never }), 'INVALID_ARGUMENT');
     expectCode(() => sinusoid({ amplitude: [5, 1] }), 'INVALID_ARGUMENT');
+    expectCode(() => sinusoid({ phase: 3 as never }), 'INVALID_ARGUMENT');
     expectCode(() => sinusoid().sample(0), 'INVALID_ARGUMENT');
     expectCode(() => sinusoid().sample(2 ** 40), 'TOO_LARGE');
     expectCode(() => setThreads(0), 'INVALID_ARGUMENT');

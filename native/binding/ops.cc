@@ -188,17 +188,18 @@ struct StepJob {
     v = view<T>(o, "v", state_len).data;
     t = integer(o, "t", 1, INT64_C(1) << 52);
     const int64_t P = s.n_params;
+    Rates<T> r;
     if (learn_rates) {
       MAML_CHECK(state_len > P, ShapeMismatch, "state: learned rates missing after the parameters");
-      rates_arg<T>(o, state + P, state_len - P, cfg.steps, P);
+      r = rates_arg<T>(o, state + P, state_len - P, cfg.steps, P);
     } else {
       MAML_CHECK(state_len == P, ShapeMismatch, "state: expected exactly the parameters when rates are fixed");
       const View<T> rv = view<T>(o, "rates");
-      rates_arg<T>(o, rv.data, rv.length, cfg.steps, P);
+      r = rates_arg<T>(o, rv.data, rv.length, cfg.steps, P);
       fixed_rates.assign(rv.data, rv.data + rv.length);
     }
-    step_stride = integer(o, "rateStepStride", 0, INT64_C(1) << 40);
-    param_stride = integer(o, "rateParamStride", 0, 1);
+    step_stride = r.step_stride;
+    param_stride = r.param_stride;
     batch_arg<T>(o, s, cfg.algo != Algorithm::Reptile || has(o, "queryOffsets"), batch.args);
   }
 
@@ -248,9 +249,9 @@ struct AdaptJob {
     cfg = meta_config_arg(o);
     const View<T> p = view<T>(o, "params", s.n_params);
     const View<T> rv = view<T>(o, "rates");
-    rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
-    step_stride = integer(o, "rateStepStride", 0, INT64_C(1) << 40);
-    param_stride = integer(o, "rateParamStride", 0, 1);
+    const Rates<T> r = rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
+    step_stride = r.step_stride;
+    param_stride = r.param_stride;
     reference = boolean(o, "reference", false);
     theta.assign(p.data, p.data + p.length);
     rates_data.assign(rv.data, rv.data + rv.length);
