@@ -37,3 +37,5 @@ export {
   type ResponseLog, type StudentHistory, type EncoderState, type Answer, type Estimate, type StudentModelSettings,
   type StudentServiceOptions, type DataSource, type StudentData, type StudentTrainOptions, type StudentEvaluation,
 } from './education/index.js';
+// Few-shot classification: N-way K-shot episodes and disjoint class splits
+export { fewShotSampler, splitClasses, type FewShotSampler, type FewShotSamplerOptions, type SampledEpisodes, type ClassSplit } from './fewshot/sampler.js';
