@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/binding/args.cc",
+        "native/binding/cuda_host.cc",
         "native/binding/device.cc",
         "native/binding/ops.cc",
         "native/cpu/fast_meta.cc",

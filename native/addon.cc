@@ -1,6 +1,7 @@
 // addon.cc: the export table of the native addon. Nothing else lives here.
 #include <napi.h>
 
+#include "binding/cuda_host.hpp"
 #include "binding/device.hpp"
 #include "binding/ops.hpp"
 
@@ -21,6 +22,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("mallocInUse", Napi::Function::New(env, MallocInUse, "mallocInUse"));
+  exports.Set("metaGradientCudaHost", Napi::Function::New(env, MetaGradientCudaHost, "metaGradientCudaHost"));
+  exports.Set("adaptBatchCudaHost", Napi::Function::New(env, AdaptBatchCudaHost, "adaptBatchCudaHost"));
   return exports;
 }
 

@@ -1,0 +1,492 @@
+// task_kernel.hpp: one task's whole meta-step (inner loop, query pass, exact reverse pass with
+// Hessian-vector products) written once for a block of threads, over the scalar type T.
+//
+// nvcc compiles it with DeviceBlock inside the fused kernel (meta_kernels.cu: one block per
+// task, working memory in shared memory); g++ compiles it with SerialBlock into the CPU addon,
+// where test/cuda-host.test.ts checks it against native/core/meta.hpp task_meta_gradient,
+// which is the specification (DESIGN.md §3):
+//   inner loop   g_s = ∇L_sup(θ_s)      θ_{s+1} = θ_s − α_s ⊙ mask ⊙ g_s
+//   reverse      v_S = w_S ∇L_q(θ_S)
+//                v_s = v_{s+1} − H_s(α_s ⊙ mask ⊙ v_{s+1}) + w_s ∇L_q(θ_s)    (H term: second order only)
+//                dα_s −= mask ⊙ g_s ⊙ v_{s+1}                                (learned rates only)
+//   reptile      θ − θ_S
+// H_s u comes from Pearlmutter's R-operator: forward and R-forward in one sweep, then backward
+// and R-backward in one sweep (native/core/mlp.hpp has the same formulas in plain loops).
+//
+// Parallel form: every phase is a loop strided by (tid, nthreads) in which each output element
+// is computed by exactly one thread (a dot product summed in the reference's order), phases are
+// separated by sync(). Only the loss value and the scalar-rate gradient use a block reduction
+// (a tree over the threads: deterministic for a fixed block size).
+//
+// Memory: the caller hands a work area of Layout::total elements (shared memory on the GPU):
+//   thetas [(S+1), P]  grads [S, P]  v [P]  u [P]
+//   act, rpre, ract [n_max, Σ d_l] (activations, R(z), R(a) of one pass)
+//   dz, dz2, rdz, rdz2 [n_max, max width] (backward ping-pong)   red [nthreads]
+//
+// Accumulation rule: task_meta_step OVERWRITES out[0, P + R) (meta-gradient, then the rate
+// gradient when cfg.want_rate_grad) and *loss; task_adapt OVERWRITES adapted [P].
+#pragma once
+#include "hd.hpp"
+
+namespace maml::cuda {
+
+constexpr int kMaxLayers = 16;
+
+// The model, as plain values a kernel can take by value. Codes as native/core/model.hpp.
+struct KModel {
+  int L = 0;          // number of linear layers
+  int act = 0;        // 0 relu, 1 tanh
+  int loss = 0;       // 0 mse, 1 cross-entropy, 2 binary cross-entropy
+  int P = 0;          // parameters
+  int head_begin = 0; // first parameter of the last layer (ANIL)
+  int max_width = 0;  // max over d1..dL
+  int sum_width = 0;  // Σ_{l=1..L} d_l
+  int dims[kMaxLayers + 1] = {};
+  int w_off[kMaxLayers + 1] = {};
+  int b_off[kMaxLayers + 1] = {};
+};
+
+// Codes as native/core/meta.hpp Algorithm.
+enum KAlgo : int { kMAML = 0, kFOMAML = 1, kReptile = 2, kMetaSGD = 3, kANIL = 4 };
+
+struct KConfig {
+  int algo = 0;
+  int steps = 0;               // S
+  int want_rate_grad = 0;      // second-order algorithms with learned rates
+  int R = 0;                   // rate-gradient entries per task (0 unless want_rate_grad)
+  int64_t rate_step_stride = 0;
+  int64_t rate_param_stride = 0;
+  MAML_HD bool second_order() const { return algo == kMAML || algo == kMetaSGD || algo == kANIL; }
+  MAML_HD bool head_only() const { return algo == kANIL; }
+};
+
+// Where one task's buffers start in the work area (element offsets), and its size.
+struct Layout {
+  int64_t thetas = 0, grads = 0, v = 0, u = 0, act = 0, rpre = 0, ract = 0;
+  int64_t dz = 0, dz2 = 0, rdz = 0, rdz2 = 0, red = 0, total = 0;
+  int n_max = 0;
+};
+
+MAML_HD inline Layout plan_layout(const KModel& m, int steps, int n_max, int nthreads) {
+  Layout l;
+  const int64_t P = m.P, pass = static_cast<int64_t>(n_max) * m.sum_width,
+                delta = static_cast<int64_t>(n_max) * m.max_width;
+  int64_t o = 0;
+  l.thetas = o; o += (steps + 1) * P;
+  l.grads = o;  o += steps * P;
+  l.v = o;      o += P;
+  l.u = o;      o += P;
+  l.act = o;    o += pass;
+  l.rpre = o;   o += pass;
+  l.ract = o;   o += pass;
+  l.dz = o;     o += delta;
+  l.dz2 = o;    o += delta;
+  l.rdz = o;    o += delta;
+  l.rdz2 = o;   o += delta;
+  l.red = o;    o += nthreads;
+  l.total = o;
+  l.n_max = n_max;
+  return l;
+}
+
+// The arrays of a meta-batch (CSR rows per task, as native/core/batch.hpp) and the outputs.
+template <class T>
+struct KArgs {
+  const T* theta = nullptr;    // [P]
+  const T* rates = nullptr;    // rates[s * step_stride + i * param_stride]
+  const T* weights = nullptr;  // [S + 1] step loss weights
+  const int64_t* s_off = nullptr;  // [B + 1]
+  const int64_t* q_off = nullptr;  // [B + 1] (all zero: no query set)
+  const T* xs = nullptr;       // [rows_s, d0]
+  const T* ys = nullptr;       // [rows_s, dL] (mse, bce) ...
+  const int32_t* ys_lab = nullptr;  // ... or [rows_s] labels (cross-entropy)
+  const T* xq = nullptr;
+  const T* yq = nullptr;
+  const int32_t* yq_lab = nullptr;
+  T* slots = nullptr;          // [B, P + R] per-task meta-gradients (task_meta_step)
+  T* losses = nullptr;         // [B] per-task outer losses
+  T* adapted = nullptr;        // [B, P] (task_adapt)
+};
+
+// One set of samples (support or query) of one task.
+template <class T>
+struct KSet {
+  const T* x = nullptr;        // [n, d0]
+  const T* y = nullptr;        // [n, dL]
+  const int32_t* lab = nullptr;  // [n]
+  int n = 0;
+};
+
+template <class T>
+MAML_HD inline KSet<T> support_of(const KModel& m, const KArgs<T>& a, int t) {
+  KSet<T> s;
+  const int64_t r0 = a.s_off[t];
+  s.n = static_cast<int>(a.s_off[t + 1] - r0);
+  s.x = a.xs + r0 * m.dims[0];
+  if (a.ys) s.y = a.ys + r0 * m.dims[m.L];
+  if (a.ys_lab) s.lab = a.ys_lab + r0;
+  return s;
+}
+template <class T>
+MAML_HD inline KSet<T> query_of(const KModel& m, const KArgs<T>& a, int t) {
+  KSet<T> s;
+  const int64_t r0 = a.q_off[t];
+  s.n = static_cast<int>(a.q_off[t + 1] - r0);
+  s.x = a.xq ? a.xq + r0 * m.dims[0] : nullptr;
+  if (a.yq) s.y = a.yq + r0 * m.dims[m.L];
+  if (a.yq_lab) s.lab = a.yq_lab + r0;
+  return s;
+}
+
+// ---- activation and its derivatives from the output y = f(z) (as mlp.hpp) ----------------
+template <class T>
+MAML_HD inline T k_act(int act, T z) { return act == 0 ? (z > T(0) ? z : T(0)) : k_tanh(z); }
+template <class T>
+MAML_HD inline T k_d1(int act, T y) { return act == 0 ? (y > T(0) ? T(1) : T(0)) : T(1) - y * y; }
+template <class T>
+MAML_HD inline T k_d2(int act, T y) { return act == 0 ? T(0) : T(-2) * y * (T(1) - y * y); }
+template <class T>
+MAML_HD inline T k_sigmoid(T z) {
+  return z >= T(0) ? T(1) / (T(1) + k_exp(-z)) : k_exp(z) / (T(1) + k_exp(z));
+}
+
+// Sum of x over the block (every thread gets it). Tree order: deterministic per block size.
+template <class T, class Block>
+MAML_HD T block_sum(const Block& blk, T* red, T x) {
+  const int t = blk.tid(), nt = blk.size();
+  red[t] = x;
+  blk.sync();
+  int p = 1;
+  while (p < nt) p <<= 1;
+  for (int h = p >> 1; h > 0; h >>= 1) {
+    if (t < h && t + h < nt) red[t] += red[t + h];
+    blk.sync();
+  }
+  const T r = red[0];
+  blk.sync();
+  return r;
+}
+
+// The buffers of one pass, resolved from the layout.
+template <class T>
+struct Pass {
+  T* act;   // per layer l: act + n * (Σ_{l'<l} d_l'), [n, d_l]; layer L holds the outputs
+  T* rpre;  // R(z_l), same layout
+  T* ract;  // R(a_l), same layout (l < L)
+  T* dz; T* dz2; T* rdz; T* rdz2;
+  T* red;
+};
+
+// What the backward sweep does with each parameter's gradient g and curvature product hv.
+template <class T>
+struct Emit {
+  T* g_out = nullptr;      // g_out[p] = g
+  T* next = nullptr;       // next[p] = cur[p] − α(p) g for p ≥ begin, cur[p] otherwise
+  const T* cur = nullptr;
+  const T* rate = nullptr; // rates at this step: rate[p * param_stride]
+  int64_t param_stride = 0;
+  int begin = 0;
+  T* vacc = nullptr;       // vacc[p] += scale g
+  T scale = T(0);
+  T* vsub = nullptr;       // vsub[p] −= hv (needs the R pass)
+  MAML_HD bool wants_g() const { return g_out || next || vacc; }
+};
+
+// Forward pass at th on set (and the R-forward along u when u != nullptr), layer by layer:
+//   z_l = a_{l−1} W_lᵀ + b_l,  a_l = f(z_l) (l < L)
+//   R(z_l) = R(a_{l−1}) W_lᵀ + a_{l−1} uW_lᵀ + ub_l,  R(a_l) = f'(z_l) R(z_l)
+template <class T, class Block>
+MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
+                          const Pass<T>& w) {
+  const int n = set.n;
+  int64_t off = 0, prev_off = 0;
+  for (int l = 1; l <= m.L; ++l) {
+    const int din = m.dims[l - 1], dout = m.dims[l];
+    const T* W = th + m.w_off[l];
+    const T* b = th + m.b_off[l];
+    const T* in = l > 1 ? w.act + prev_off : set.x;
+    const T* rin = l > 1 ? w.ract + prev_off : nullptr;
+    T* z = w.act + off;
+    for (int idx = blk.tid(); idx < n * dout; idx += blk.size()) {
+      const int i = idx / dout, j = idx - i * dout;
+      const T* xi = in + static_cast<int64_t>(i) * din;
+      const T* wj = W + static_cast<int64_t>(j) * din;
+      T acc = b[j];
+      for (int k = 0; k < din; ++k) acc += xi[k] * wj[k];
+      const T a = l < m.L ? k_act(m.act, acc) : acc;
+      z[idx] = a;
+      if (u) {
+        const T* uwj = u + m.w_off[l] + static_cast<int64_t>(j) * din;
+        T r = u[m.b_off[l] + j];
+        for (int k = 0; k < din; ++k) r += xi[k] * uwj[k];
+        if (rin) {
+          const T* rxi = rin + static_cast<int64_t>(i) * din;
+          for (int k = 0; k < din; ++k) r += rxi[k] * wj[k];
+        }
+        w.rpre[off + idx] = r;
+        if (l < m.L) w.ract[off + idx] = k_d1(m.act, a) * r;
+      }
+    }
+    blk.sync();
+    prev_off = off;
+    off += static_cast<int64_t>(n) * dout;
+  }
+}
+
+// dL/dout into w.dz (and R(dL/dout) = (∂²L/∂out²) R(out) into w.rdz when with_r), one row per
+// thread; returns the loss value (block-reduced) when want_loss, else 0.
+template <class T, class Block>
+MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const Pass<T>& w, bool with_r,
+                    bool want_loss) {
+  const int n = set.n, dL = m.dims[m.L];
+  const int64_t out_off = static_cast<int64_t>(n) * (m.sum_width - dL);
+  const T* out = w.act + out_off;
+  const T* rout = w.rpre + out_off;
+  T part = T(0);
+  if (n > 0) {
+    for (int i = blk.tid(); i < n; i += blk.size()) {
+      const T* z = out + static_cast<int64_t>(i) * dL;
+      T* d = w.dz + static_cast<int64_t>(i) * dL;
+      T* rd = w.rdz + static_cast<int64_t>(i) * dL;
+      const T* r = rout + static_cast<int64_t>(i) * dL;
+      if (m.loss == 0) {  // mse: mean over n * dL
+        const T scale = T(2) / T(n * dL);
+        for (int j = 0; j < dL; ++j) {
+          const T e = z[j] - set.y[static_cast<int64_t>(i) * dL + j];
+          part += e * e;
+          d[j] = scale * e;
+          if (with_r) rd[j] = scale * r[j];
+        }
+      } else if (m.loss == 1) {  // cross-entropy: mean over n; H = (diag p − p pᵀ) / n per row
+        const T inv_n = T(1) / T(n);
+        T zmax = z[0];
+        for (int j = 1; j < dL; ++j) zmax = z[j] > zmax ? z[j] : zmax;
+        T sum = T(0);
+        for (int j = 0; j < dL; ++j) sum += k_exp(z[j] - zmax);
+        const T lse = zmax + k_log(sum);
+        const int y = set.lab[i];
+        part += lse - z[y];
+        for (int j = 0; j < dL; ++j) d[j] = k_exp(z[j] - lse) * inv_n;
+        d[y] -= inv_n;
+        if (with_r) {
+          T pr = T(0);
+          for (int j = 0; j < dL; ++j) {
+            rd[j] = k_exp(z[j] - zmax) / sum;  // p_j
+            pr += rd[j] * r[j];
+          }
+          for (int j = 0; j < dL; ++j) rd[j] = rd[j] * (r[j] - pr) * inv_n;
+        }
+      } else {  // binary cross-entropy with logits: mean over n * dL
+        const T inv = T(1) / T(n * dL);
+        for (int j = 0; j < dL; ++j) {
+          const T zz = z[j], y = set.y[static_cast<int64_t>(i) * dL + j];
+          part += (zz > T(0) ? zz : T(0)) - zz * y + k_log1p(k_exp(-k_abs(zz)));
+          const T s = k_sigmoid(zz);
+          d[j] = (s - y) * inv;
+          if (with_r) rd[j] = s * (T(1) - s) * r[j] * inv;
+        }
+      }
+    }
+  }
+  T loss = T(0);
+  if (want_loss) {
+    loss = block_sum(blk, w.red, part);
+    if (n > 0) loss = m.loss == 1 ? loss / T(n) : loss / T(n * dL);
+  } else {
+    blk.sync();
+  }
+  return loss;
+}
+
+// Backward sweep (and R-backward when e.vsub, which needs forward_pass with u), per layer:
+//   dW_l = dz_lᵀ a_{l−1}   db_l = Σ_rows dz_l   dz_{l−1} = (dz_l W_l) ⊙ f'(a_{l−1})
+//   R(dW_l) = R(dz_l)ᵀ a_{l−1} + dz_lᵀ R(a_{l−1})   R(db_l) = Σ_rows R(dz_l)
+//   R(dz_{l−1}) = (R(dz_l) W_l + dz_l uW_l) ⊙ f' + (dz_l W_l) ⊙ f'' ⊙ R(z_{l−1})
+// One phase per layer: its parameters and the deltas of the layer below are independent.
+template <class T, class Block>
+MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
+                           Pass<T> w, const Emit<T>& e) {
+  const int n = set.n;
+  const bool want_g = e.wants_g(), with_r = e.vsub != nullptr;
+  int64_t off = static_cast<int64_t>(n) * (m.sum_width - m.dims[m.L]);  // layer L's offset
+  for (int l = m.L; l >= 1; --l) {
+    const int din = m.dims[l - 1], dout = m.dims[l];
+    const int64_t prev_off = l > 1 ? off - static_cast<int64_t>(n) * din : 0;
+    const T* W = th + m.w_off[l];
+    const T* in = l > 1 ? w.act + prev_off : set.x;
+    const T* rin = (with_r && l > 1) ? w.ract + prev_off : nullptr;
+    const int n_par = dout * (din + 1);
+    const int n_all = n_par + (l > 1 ? n * din : 0);
+    for (int idx = blk.tid(); idx < n_all; idx += blk.size()) {
+      if (idx < n_par) {
+        const int j = idx / (din + 1), k = idx - j * (din + 1);
+        const bool bias = k == din;
+        const int p = bias ? m.b_off[l] + j : m.w_off[l] + j * din + k;
+        T g = T(0), hv = T(0);
+        for (int i = 0; i < n; ++i) {
+          const T x = bias ? T(1) : in[static_cast<int64_t>(i) * din + k];
+          const T dzij = w.dz[static_cast<int64_t>(i) * dout + j];
+          if (want_g) g += dzij * x;
+          if (with_r) {
+            hv += w.rdz[static_cast<int64_t>(i) * dout + j] * x;
+            if (rin && !bias) hv += dzij * rin[static_cast<int64_t>(i) * din + k];
+          }
+        }
+        if (e.g_out) e.g_out[p] = g;
+        if (e.next) e.next[p] = p >= e.begin ? e.cur[p] - e.rate[p * e.param_stride] * g : e.cur[p];
+        if (e.vacc) e.vacc[p] += e.scale * g;
+        if (with_r) e.vsub[p] -= hv;
+      } else {
+        const int q = idx - n_par;
+        const int i = q / din, k = q - i * din;
+        const T* dzi = w.dz + static_cast<int64_t>(i) * dout;
+        T da = T(0);
+        for (int j = 0; j < dout; ++j) da += dzi[j] * W[static_cast<int64_t>(j) * din + k];
+        const T a = w.act[prev_off + q];
+        if (with_r) {
+          const T* rdzi = w.rdz + static_cast<int64_t>(i) * dout;
+          const T* uW = u + m.w_off[l];
+          T rda = T(0);
+          for (int j = 0; j < dout; ++j)
+            rda += rdzi[j] * W[static_cast<int64_t>(j) * din + k] + dzi[j] * uW[static_cast<int64_t>(j) * din + k];
+          w.rdz2[q] = rda * k_d1(m.act, a) + da * k_d2(m.act, a) * w.rpre[prev_off + q];
+        }
+        w.dz2[q] = da * k_d1(m.act, a);
+      }
+    }
+    blk.sync();
+    T* t = w.dz; w.dz = w.dz2; w.dz2 = t;
+    t = w.rdz; w.rdz = w.rdz2; w.rdz2 = t;
+    off = prev_off;
+  }
+}
+
+// Loss at th on set; its gradient goes where e says; with u, also H u into e.vsub.
+template <class T, class Block>
+MAML_HD T grad_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
+                    const Pass<T>& w, const Emit<T>& e, bool want_loss) {
+  forward_pass(blk, m, th, u, set, w);
+  const T loss = loss_pass(blk, m, set, w, u != nullptr, want_loss);
+  if (e.wants_g() || e.vsub) backward_pass(blk, m, th, u, set, w, e);
+  return loss;
+}
+
+template <class T>
+MAML_HD inline Pass<T> pass_of(T* work, const Layout& lay) {
+  return Pass<T>{work + lay.act, work + lay.rpre, work + lay.ract, work + lay.dz, work + lay.dz2,
+                 work + lay.rdz, work + lay.rdz2, work + lay.red};
+}
+
+// Copies theta into thetas[0] and runs the S inner steps: thetas[1..S], grads[0..S−1].
+template <class T, class Block>
+MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, const T* theta, const T* rates,
+                        const KSet<T>& sup, T* work, const Layout& lay) {
+  const int64_t P = m.P;
+  T* th = work + lay.thetas;
+  for (int64_t i = blk.tid(); i < P; i += blk.size()) th[i] = theta[i];
+  blk.sync();
+  const Pass<T> w = pass_of(work, lay);
+  for (int s = 0; s < c.steps; ++s) {
+    Emit<T> e;
+    e.g_out = work + lay.grads + s * P;
+    e.cur = th + s * P;
+    e.next = th + (s + 1) * P;
+    e.rate = rates + s * c.rate_step_stride;
+    e.param_stride = c.rate_param_stride;
+    e.begin = c.head_only() ? m.head_begin : 0;
+    grad_pass(blk, m, e.cur, static_cast<const T*>(nullptr), sup, w, e, false);
+  }
+}
+
+// One task's meta-gradient (see the top of this file). out: [P + R]; *loss: the outer loss.
+template <class T, class Block>
+MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task,
+                            T* work, const Layout& lay, T* out, T* loss_out) {
+  const int64_t P = m.P;
+  const int S = c.steps;
+  const KSet<T> sup = support_of(m, a, task), qry = query_of(m, a, task);
+  inner_loop(blk, m, c, a.theta, a.rates, sup, work, lay);
+  const T* th = work + lay.thetas;
+  const T* thS = th + S * P;
+  const Pass<T> w = pass_of(work, lay);
+
+  if (c.algo == kReptile) {
+    for (int64_t i = blk.tid(); i < P; i += blk.size()) out[i] = th[i] - thS[i];
+    const T loss = grad_pass(blk, m, thS, static_cast<const T*>(nullptr), qry.n > 0 ? qry : sup, w, Emit<T>(), true);
+    if (blk.tid() == 0) *loss_out = loss;
+    blk.sync();
+    return;
+  }
+
+  T* v = work + lay.v;
+  T* u = work + lay.u;
+  T* rate_out = out + P;
+  for (int64_t i = blk.tid(); i < P; i += blk.size()) v[i] = T(0);
+  for (int i = blk.tid(); i < c.R; i += blk.size()) rate_out[i] = T(0);
+  blk.sync();
+  T loss = T(0);
+  Emit<T> eq;  // v += w_s ∇L_q(θ_s)
+  eq.vacc = v;
+  if (a.weights[S] != T(0)) {
+    eq.scale = a.weights[S];
+    loss += a.weights[S] * grad_pass(blk, m, thS, static_cast<const T*>(nullptr), qry, w, eq, true);
+  }
+  const int begin = c.head_only() ? m.head_begin : 0;
+  for (int s = S - 1; s >= 0; --s) {
+    const T* cur = th + s * P;
+    if (c.second_order()) {
+      // u = α_s ⊙ mask ⊙ v_{s+1};  dα_s −= mask ⊙ g_s ⊙ v_{s+1}
+      const T* g = work + lay.grads + s * P;
+      const T* rate = a.rates + s * c.rate_step_stride;
+      const bool scalar = c.rate_param_stride == 0;
+      T part = T(0);
+      for (int64_t i = blk.tid(); i < P; i += blk.size()) {
+        if (i < begin) {
+          u[i] = T(0);
+          continue;
+        }
+        u[i] = rate[i * c.rate_param_stride] * v[i];
+        if (c.want_rate_grad) {
+          if (scalar) part += g[i] * v[i];
+          else rate_out[s * c.rate_step_stride + i] -= g[i] * v[i];
+        }
+      }
+      if (c.want_rate_grad && scalar) {
+        const T dot = block_sum(blk, w.red, part);
+        if (blk.tid() == 0) rate_out[s * c.rate_step_stride] -= dot;
+      }
+      blk.sync();
+      Emit<T> eh;  // v −= H_s u
+      eh.vsub = v;
+      grad_pass(blk, m, cur, static_cast<const T*>(u), sup, w, eh, false);
+    }
+    if (a.weights[s] != T(0)) {
+      eq.scale = a.weights[s];
+      loss += a.weights[s] * grad_pass(blk, m, cur, static_cast<const T*>(nullptr), qry, w, eq, true);
+    }
+  }
+  for (int64_t i = blk.tid(); i < P; i += blk.size()) out[i] = v[i];
+  if (blk.tid() == 0) *loss_out = loss;
+  blk.sync();
+}
+
+// One task's adaptation: adapted [P] = θ_S.
+template <class T, class Block>
+MAML_HD void task_adapt(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task, T* work,
+                        const Layout& lay, T* adapted) {
+  inner_loop(blk, m, c, a.theta, a.rates, support_of(m, a, task), work, lay);
+  const T* thS = work + lay.thetas + static_cast<int64_t>(c.steps) * m.P;
+  for (int64_t i = blk.tid(); i < m.P; i += blk.size()) adapted[i] = thS[i];
+  blk.sync();
+}
+
+// The mean over tasks of the slots, element i (the device's reduction kernel runs this per
+// element; the order over tasks is fixed, so the result is deterministic).
+template <class T>
+MAML_HD inline T mean_over_tasks(const T* slots, int64_t slot, int64_t tasks, int64_t i) {
+  T s = T(0);
+  for (int64_t t = 0; t < tasks; ++t) s += slots[t * slot + i];
+  return s / T(tasks);
+}
+
+}  // namespace maml::cuda

@@ -1,0 +1,172 @@
+// The CUDA task kernel (native/cuda/task_kernel.hpp), compiled for the host with a one-thread
+// block, against the plain-loop reference core (native/core/meta.hpp) in float64. This runs on
+// every machine and is the proof of the kernels' logic where no GPU is present: the same
+// templates run on the GPU with a block of threads (meta_kernels.cu), where only the order of
+// the two block reductions (loss value, scalar-rate gradient) differs.
+//
+// Inputs are fresh random batches and parameters; every algorithm, loss, activation, rate
+// layout, multi-step loss weights, ragged tasks, one with an empty support set (a query set is never empty: the API refuses it).
+// Tolerances (relative 2-norm error, worst element reported):
+//   float64 kernel vs float64 reference: 1e-11 (the same arithmetic in another order)
+//   float32 kernel vs float64 reference: 2e-5 per inner step (float32 rounding through the
+//   inner loop), rate gradients 10x that (they are differences of near-equal terms).
+import { describe, it, expect } from 'vitest';
+import { initParams, paramCount, type Algorithm, type ModelSpec } from '../src/index.js';
+import { checkBatch, checkInner, type MetaBatch } from '../src/inner.js';
+import { loadNative } from '../src/loader.js';
+import { checkModel } from '../src/model.js';
+import type { Real } from '../src/native-types.js';
+import { Rng } from '../src/rng.js';
+import { MODELS, compare, expectClose, modelName, randomArray, randomTargets } from './helpers.js';
+
+type Addon = ReturnType<typeof loadNative> & {
+  metaGradientCudaHost(o: unknown): { loss: number; grad: Real; rateGrad?: Real };
+  adaptBatchCudaHost(o: unknown): Real;
+};
+const addon = loadNative() as Addon;
+
+const ALGOS: Algorithm[] = ['maml', 'fomaml', 'reptile', 'meta-sgd', 'anil'];
+const EXTRA: ModelSpec[] = [
+  { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' },
+  { layers: [5, 13, 7, 3], activation: 'tanh', loss: 'mse' },
+  { layers: [9, 17, 33, 4], activation: 'tanh', loss: 'cross-entropy' },
+  { layers: [3, 24, 24, 24, 2], activation: 'relu', loss: 'binary-cross-entropy' },
+];
+
+type Options = { algorithm: Algorithm; innerSteps: number; innerLr: number | number[] | Float32Array | Float64Array; stepWeights?: number[] };
+
+function args(model: ModelSpec, params: Real, batch: MetaBatch, o: Options, precision: 'float32' | 'float64') {
+  const m = checkModel(model, 'test');
+  const inner = checkInner(o, m, precision, 'test');
+  const b = checkBatch(batch, m, precision, 'test', true);
+  return { layers: m.layers, activation: m.activation, loss: m.loss, params, ...inner, ...b, wantRateGrad: true };
+}
+
+/** A ragged float64 batch: sizes drawn in [1, maxRows], the first task with an empty support set. */
+function raggedBatch(rng: Rng, model: ModelSpec, tasks: number, maxRows: number): MetaBatch {
+  const d0 = model.layers[0]!;
+  const so = new Int32Array(tasks + 1), qo = new Int32Array(tasks + 1);
+  for (let t = 0; t < tasks; t++) {
+    so[t + 1] = so[t]! + (t === 0 ? 0 : 1 + rng.int(maxRows));
+    qo[t + 1] = qo[t]! + 1 + rng.int(maxRows);
+  }
+  const rs = so[tasks]!, rq = qo[tasks]!;
+  return {
+    tasks,
+    supportOffsets: so,
+    queryOffsets: qo,
+    xs: randomArray(rng, rs * d0),
+    ys: randomTargets(rng, model, rs),
+    xq: randomArray(rng, rq * d0),
+    yq: randomTargets(rng, model, rq),
+  } as MetaBatch;
+}
+
+function f32(b: MetaBatch): MetaBatch {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(b)) out[k] = v instanceof Float64Array ? Float32Array.from(v) : v;
+  return out as unknown as MetaBatch;
+}
+
+function options(rng: Rng, model: ModelSpec, algorithm: Algorithm, innerSteps: number, rateKind: 'scalar' | 'per-step' | 'per-param' | 'per-step-param'): Options {
+  const P = paramCount(model);
+  const positive = (n: number) => Float64Array.from(randomArray(rng, n, 0.08).map((r) => Math.abs(r) + 0.02));
+  let innerLr: Options['innerLr'];
+  if (rateKind === 'scalar') innerLr = 0.1;
+  else if (rateKind === 'per-step') innerLr = Array.from(positive(innerSteps));
+  else if (rateKind === 'per-param') innerLr = positive(P);
+  else innerLr = positive(innerSteps * P);
+  const stepWeights = algorithm === 'reptile' ? undefined : Array.from({ length: innerSteps + 1 }, (_, i) => (i === innerSteps ? 1 : rng.uniform() * 0.5));
+  return { algorithm, innerSteps, innerLr, ...(stepWeights ? { stepWeights } : {}) };
+}
+
+/** Runs the host-compiled kernel in float64 and float32 and the reference in float64; compares. */
+function check(model: ModelSpec, batch64: MetaBatch, o64: Options, seed: number) {
+  const p64 = Float64Array.from(initParams(model, { seed }));
+  const ref = addon.metaGradient({ ...args(model, p64, batch64, o64, 'float64'), reference: true } as never);
+  const k64 = addon.metaGradientCudaHost(args(model, p64, batch64, o64, 'float64'));
+  const o32 = { ...o64, innerLr: o64.innerLr instanceof Float64Array ? Float32Array.from(o64.innerLr) : o64.innerLr };
+  const k32 = addon.metaGradientCudaHost(args(model, Float32Array.from(p64), f32(batch64), o32, 'float32'));
+  expect(k64.grad).toBeInstanceOf(Float64Array);
+  expect(k32.grad).toBeInstanceOf(Float32Array);
+  const tol32 = 2e-5 * Math.max(1, o64.innerSteps);
+  expect(Math.abs(k64.loss - ref.loss)).toBeLessThanOrEqual(1e-11 * Math.max(1, Math.abs(ref.loss)));
+  expect(Math.abs(k32.loss - ref.loss)).toBeLessThanOrEqual(tol32 * Math.max(1, Math.abs(ref.loss)));
+  expectClose(k64.grad, ref.grad, 1e-11, 'float64 gradient');
+  expectClose(k32.grad, ref.grad, tol32, 'float32 gradient');
+  expect(k64.rateGrad === undefined).toBe(ref.rateGrad === undefined);
+  if (ref.rateGrad) {
+    expectClose(k64.rateGrad!, ref.rateGrad, 1e-11, 'float64 rate gradient');
+    expectClose(k32.rateGrad!, ref.rateGrad, tol32 * 10, 'float32 rate gradient');
+  }
+  return compare(k32.grad, ref.grad).rel;
+}
+
+describe('the CUDA task kernel, compiled for the host, matches the reference core', () => {
+  for (const model of [...MODELS, ...EXTRA]) {
+    for (const algorithm of ALGOS) {
+      for (const innerSteps of [1, 3]) {
+        it(`${algorithm}, ${innerSteps} step(s), ${modelName(model)}, uniform tasks`, () => {
+          const rng = new Rng(1000 * innerSteps + model.layers.reduce((a, b) => a * 7 + b, 0));
+          const d0 = model.layers[0]!, B = 5, K = 6, Q = 7;
+          const batch: MetaBatch = {
+            tasks: B, support: K, query: Q,
+            xs: randomArray(rng, B * K * d0), ys: randomTargets(rng, model, B * K),
+            xq: randomArray(rng, B * Q * d0), yq: randomTargets(rng, model, B * Q),
+          } as MetaBatch;
+          const rateKind = algorithm === 'meta-sgd' ? 'per-param' : 'scalar';
+          check(model, batch, options(rng, model, algorithm, innerSteps, rateKind), 3 + innerSteps);
+        });
+      }
+    }
+  }
+
+  for (const rateKind of ['scalar', 'per-step', 'per-param', 'per-step-param'] as const) {
+    for (const algorithm of ['maml', 'meta-sgd', 'anil'] as Algorithm[]) {
+      if (rateKind === 'per-param' && algorithm !== 'meta-sgd') continue;
+      if (rateKind === 'per-step-param' && algorithm !== 'meta-sgd') continue;
+      it(`${algorithm} with ${rateKind} rates, multi-step loss weights, ragged tasks with empty sets`, () => {
+        const rng = new Rng(77 + rateKind.length);
+        for (const model of [MODELS[0]!, MODELS[3]!, MODELS[4]!]) {
+          const batch = raggedBatch(rng, model, 6, 9);
+          check(model, batch, options(rng, model, algorithm, 2, rateKind), 11);
+        }
+      });
+    }
+  }
+
+  it('zero inner steps, and a loss weight of zero on the last step', () => {
+    const rng = new Rng(5);
+    const model = MODELS[1]!;
+    const batch = raggedBatch(rng, model, 4, 5);
+    check(model, batch, { algorithm: 'maml', innerSteps: 0, innerLr: 0.1 }, 2);
+    check(model, batch, { algorithm: 'maml', innerSteps: 2, innerLr: [0.1, 0.2], stepWeights: [0.3, 0.7, 0] }, 2);
+  });
+
+  it('adaptation (the inner loop alone) matches the reference adaptBatch', () => {
+    const rng = new Rng(9);
+    for (const model of [MODELS[0]!, MODELS[2]!, EXTRA[0]!]) {
+      for (const algorithm of ['maml', 'anil', 'meta-sgd'] as Algorithm[]) {
+        const batch = raggedBatch(rng, model, 5, 8);
+        const o = options(rng, model, algorithm, 3, algorithm === 'meta-sgd' ? 'per-param' : 'per-step');
+        const p64 = Float64Array.from(initParams(model, { seed: 4 }));
+        const a = args(model, p64, batch, o, 'float64');
+        const ref = addon.adaptBatch({ ...a, reference: true } as never);
+        expectClose(addon.adaptBatchCudaHost(a), ref, 1e-12, `${algorithm} adapted parameters ${modelName(model)}`);
+        expect(ref.length).toBe(5 * p64.length);
+      }
+    }
+  });
+
+  it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
+    const rng = new Rng(3);
+    const model = EXTRA[0]!;
+    const batch = raggedBatch(rng, model, 3, 10);
+    const o = options(rng, model, 'maml', 2, 'scalar');
+    const p = Float64Array.from(initParams(model, { seed: 1 }));
+    const ref = addon.metaGradient({ ...args(model, p, batch, o, 'float64'), reference: true } as never);
+    p[p.length - 1] = p[p.length - 1]! + 1e-3; // the output bias: always live
+    const k = addon.metaGradientCudaHost(args(model, p, batch, o, 'float64'));
+    expect(compare(k.grad, ref.grad).rel).toBeGreaterThan(1e-9);
+  });
+});
