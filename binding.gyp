@@ -7,6 +7,7 @@
         "native/binding/args.cc",
         "native/binding/cuda_host.cc",
         "native/binding/device.cc",
+        "native/binding/fewshot_ops.cc",
         "native/binding/ops.cc",
         "native/cpu/fast_meta.cc",
         "native/cpu/thread_pool.cc"

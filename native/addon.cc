@@ -3,6 +3,7 @@
 
 #include "binding/cuda_host.hpp"
 #include "binding/device.hpp"
+#include "binding/fewshot_ops.hpp"
 #include "binding/ops.hpp"
 
 namespace {
@@ -24,6 +25,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocInUse", Napi::Function::New(env, MallocInUse, "mallocInUse"));
   exports.Set("metaGradientCudaHost", Napi::Function::New(env, MetaGradientCudaHost, "metaGradientCudaHost"));
   exports.Set("adaptBatchCudaHost", Napi::Function::New(env, AdaptBatchCudaHost, "adaptBatchCudaHost"));
+  exports.Set("fewshotGradient", Napi::Function::New(env, FewShotGradient, "fewshotGradient"));
+  exports.Set("fewshotEvaluate", Napi::Function::New(env, FewShotEvaluate, "fewshotEvaluate"));
+  exports.Set("fewshotEvaluateAsync", Napi::Function::New(env, FewShotEvaluateAsync, "fewshotEvaluateAsync"));
+  exports.Set("fewshotStep", Napi::Function::New(env, FewShotStep, "fewshotStep"));
+  exports.Set("fewshotStepAsync", Napi::Function::New(env, FewShotStepAsync, "fewshotStepAsync"));
+  exports.Set("fewshotLogits", Napi::Function::New(env, FewShotLogits, "fewshotLogits"));
   return exports;
 }
 

@@ -39,3 +39,10 @@ export {
 } from './education/index.js';
 // Few-shot classification: N-way K-shot episodes and disjoint class splits
 export { fewShotSampler, splitClasses, type FewShotSampler, type FewShotSamplerOptions, type SampledEpisodes, type ClassSplit } from './fewshot/sampler.js';
+// Few-shot classification: Prototypical, Matching and Relation Networks
+export {
+  FewShotLearner, FewShotClassifier,
+  type FewShotLearnerOptions, type FewShotStepResult, type FewShotEvaluation, type FewShotSupport,
+} from './fewshot/learner.js';
+export { fewShotLoss, type FewShotLossOptions, type FewShotLossResult } from './fewshot/functional.js';
+export { FEW_SHOT_ALGORITHMS, type FewShotAlgorithm, type Episodes, type MlpOptions, type RelationOptions } from './fewshot/spec.js';

@@ -133,17 +133,18 @@ interface CoalescedAdapt {
 }
 
 /** A copy of a batch's arrays, so that a queued asynchronous call sees them as they were. */
-function snapshot(b: NativeBatch): NativeBatch {
+export function snapshot<B extends NativeBatch>(b: B): B {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(b)) out[k] = ArrayBuffer.isView(v) ? (v as Float32Array).slice() : v;
-  return out as unknown as NativeBatch;
+  return out as unknown as B;
 }
 
-interface OptimState extends NativeOptim {
+export interface OptimState extends NativeOptim {
   kindName: 'adam' | 'sgd';
 }
 
-function checkOptimizer(value: unknown, where: string): OptimState {
+/** Validates optimizer options (defaults: Adam, lr 1e-3); shared with FewShotLearner. */
+export function checkOptimizer(value: unknown, where: string): OptimState {
   const o = checkObject(value ?? { kind: 'adam' }, where, 'options.optimizer');
   const kindName = checkOneOf(o.kind ?? 'adam', where, 'options.optimizer.kind', ['adam', 'sgd'] as const);
   const betas = o.betas === undefined ? [0.9, 0.999] : o.betas;

@@ -90,6 +90,18 @@ export interface NativeAddon {
   buildInfo(): BuildReport;
   /** bytes in use by the C allocator (glibc), or -1 where unknown: for leak tests */
   mallocInUse(): number;
+  // metric-based few-shot learners (native/binding/fewshot_ops.cc; checked in src/fewshot/spec.ts)
+  fewshotGradient(o: NativeFewShotSpec & NativeEpisodes & { params: Real }): FewShotNativeResult & { grad: Real };
+  fewshotEvaluate(o: NativeFewShotSpec & NativeEpisodes & { params: Real }): FewShotNativeResult;
+  fewshotEvaluateAsync(o: NativeFewShotSpec & NativeEpisodes & { params: Real }): Promise<FewShotNativeResult>;
+  fewshotStep(o: NativeFewShotSpec & NativeEpisodes & NativeOptim & FewShotStepState): { loss: number; accuracy: number; gradNorm: number };
+  fewshotStepAsync(
+    o: NativeFewShotSpec & NativeEpisodes & NativeOptim & FewShotStepState,
+  ): Promise<{ loss: number; accuracy: number; gradNorm: number }>;
+  /** logits [n, ways] of x [n, d0] against support embeddings supportEmb [ns, D] */
+  fewshotLogits(
+    o: NativeFewShotSpec & { params: Real; ways: number; ns: number; supportEmb: Real; supportLabels: Int32Array; x: Real; n: number },
+  ): Real;
 }
 
 /** Learner state handed to metaStep: updated in place. */
@@ -103,4 +115,40 @@ export interface MetaStepState {
   learnRates: boolean;
   /** the fixed rates when learnRates is false */
   rates?: Real;
+}
+
+/** Few-shot learner settings as native code reads them: algorithm protonet = 0, matching = 1, relation = 2. */
+export interface NativeFewShotSpec {
+  fsAlgorithm: number;
+  embLayers: Int32Array;
+  embActivation: number;
+  relLayers?: Int32Array;
+  relActivation?: number;
+  /** relation: class embedding = sum of the support embeddings (else their mean) */
+  relSum?: boolean;
+}
+
+/** Few-shot episodes: a batch with labels in [0, ways) and every class in every task's support set. */
+export interface NativeEpisodes extends NativeBatch {
+  ways: number;
+  queryOffsets: Int32Array;
+  ysLabels: Int32Array;
+  yqLabels: Int32Array;
+}
+
+export interface FewShotNativeResult {
+  loss: number;
+  accuracy: number;
+  /** per task */
+  losses: Float64Array;
+  accuracies: Float64Array;
+}
+
+/** A few-shot learner's parameters [P] (updated in place) and Adam moments. */
+export interface FewShotStepState {
+  state: Real;
+  m: Real;
+  v: Real;
+  /** 1-based optimizer step number of this update. */
+  t: number;
 }

@@ -1,0 +1,43 @@
+/**
+ * fewShotLoss: a few-shot learner's episode loss, its exact gradient and accuracy at given
+ * parameters, without a learner (like `gradient` in functional.ts). Float64Array parameters
+ * and inputs run the double-precision core: that is what the finite-difference tests use.
+ */
+import { callNative } from '../native.js';
+import type { Real } from '../native-types.js';
+import { checkObject, checkReal, precisionOf } from '../validate.js';
+import { checkEpisodes, checkFewShotSpec, type Episodes, type FewShotAlgorithm, type MlpOptions, type RelationOptions } from './spec.js';
+
+export interface FewShotLossOptions {
+  algorithm: FewShotAlgorithm;
+  embedding: MlpOptions;
+  relation?: RelationOptions;
+}
+
+export interface FewShotLossResult<A extends Real = Real> {
+  /** mean over tasks of each task's mean query loss */
+  loss: number;
+  /** its gradient with respect to params (embedding, then relation) */
+  grad: A;
+  /** mean over tasks of the query accuracy */
+  accuracy: number;
+  /** [tasks] each task's loss and accuracy */
+  losses: Float64Array;
+  accuracies: Float64Array;
+}
+
+/**
+ * The meta-batch's loss, gradient and accuracy at `params`, in one native call.
+ *
+ * @example
+ * const r = fewShotLoss({ algorithm: 'protonet', embedding: { layers: [2, 16, 8] } }, params, episodes);
+ * r.loss; r.grad; r.accuracy;
+ */
+export function fewShotLoss<A extends Real>(options: FewShotLossOptions, params: A, episodes: Episodes): FewShotLossResult<A> {
+  const where = 'fewShotLoss';
+  const spec = checkFewShotSpec(checkObject(options, where, 'options'), where);
+  const precision = precisionOf(params, where, 'params');
+  checkReal(params, where, 'params', precision, spec.nParams, 'embedding then relation parameters');
+  const e = checkEpisodes(episodes, spec, precision, where);
+  return callNative((a) => a.fewshotGradient({ ...spec.native, ...e, params })) as FewShotLossResult<A>;
+}
