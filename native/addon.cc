@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "binding/cuda_host.hpp"
+#include "binding/cuda_ops.hpp"
 #include "binding/device.hpp"
 #include "binding/fewshot_ops.hpp"
 #include "binding/ops.hpp"
@@ -25,6 +26,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocInUse", Napi::Function::New(env, MallocInUse, "mallocInUse"));
   exports.Set("metaGradientCudaHost", Napi::Function::New(env, MetaGradientCudaHost, "metaGradientCudaHost"));
   exports.Set("adaptBatchCudaHost", Napi::Function::New(env, AdaptBatchCudaHost, "adaptBatchCudaHost"));
+#ifdef MAML_WITH_CUDA
+  exports.Set("cudaLearnerCreate", Napi::Function::New(env, CudaLearnerCreate, "cudaLearnerCreate"));
+  exports.Set("cudaLearnerStep", Napi::Function::New(env, CudaLearnerStep, "cudaLearnerStep"));
+  exports.Set("cudaLearnerGetState", Napi::Function::New(env, CudaLearnerGetState, "cudaLearnerGetState"));
+  exports.Set("cudaLearnerSetState", Napi::Function::New(env, CudaLearnerSetState, "cudaLearnerSetState"));
+  exports.Set("cudaLearnerAdapt", Napi::Function::New(env, CudaLearnerAdapt, "cudaLearnerAdapt"));
+  exports.Set("cudaMetaGradient", Napi::Function::New(env, CudaMetaGradient, "cudaMetaGradient"));
+#endif
   exports.Set("fewshotGradient", Napi::Function::New(env, FewShotGradient, "fewshotGradient"));
   exports.Set("fewshotEvaluate", Napi::Function::New(env, FewShotEvaluate, "fewshotEvaluate"));
   exports.Set("fewshotEvaluateAsync", Napi::Function::New(env, FewShotEvaluateAsync, "fewshotEvaluateAsync"));

@@ -1,0 +1,176 @@
+// cuda_ops.cc: Node-API glue of the CUDA learner (native/cuda/cuda_learner.hpp). Compiled by
+// both builds, but empty unless MAML_WITH_CUDA (the CUDA-enabled binary, CMakeLists.txt).
+//
+// A learner is an External handle that owns a CudaLearner (freed by the garbage collector's
+// finalizer). Arguments come checked from TypeScript (src/backend-cuda.ts); this layer
+// re-checks array kinds, lengths and offsets (args.hpp), as ops.cc does. float32 only.
+#ifdef MAML_WITH_CUDA
+#include "cuda_ops.hpp"
+
+#include <memory>
+#include <vector>
+
+#include "args.hpp"
+#include "cuda/cuda_learner.hpp"
+
+namespace maml::binding {
+namespace {
+
+struct LearnerHandle {
+  ModelSpec spec;
+  MetaConfig cfg;
+  std::unique_ptr<cuda::CudaLearner> learner;
+};
+
+LearnerHandle& handle_arg(const Napi::CallbackInfo& info) {
+  MAML_CHECK(info.Length() >= 1 && info[0].IsExternal(), InvalidArgument, "expected a CUDA learner handle");
+  LearnerHandle* h = info[0].As<Napi::External<LearnerHandle>>().Data();
+  MAML_CHECK(h && h->learner, InvalidArgument, "the CUDA learner handle is empty");
+  return *h;
+}
+
+void check_float32(const Napi::Object& o, const char* key) {
+  MAML_CHECK(!is_float64(o, key), Unsupported, "the CUDA backend computes in float32; got a Float64Array");
+}
+
+cuda::HostBatch host_batch(const BatchArgs<float>& b) {
+  cuda::HostBatch h;
+  h.tasks = b.data.tasks;
+  h.s_off = b.s_off.data();
+  h.q_off = b.q_off.data();
+  h.xs = b.data.xs;
+  h.ys = b.data.ys.y;
+  h.ys_lab = b.data.ys.labels;
+  h.xq = b.data.xq;
+  h.yq = b.data.yq.y;
+  h.yq_lab = b.data.yq.labels;
+  return h;
+}
+
+// The learner's settings from options shaped as metaStep's (spec, inner, optimizer).
+cuda::LearnerConfig learner_config(const Napi::Object& o, const ModelSpec& s, const float* state, int64_t state_len,
+                                   bool learn_rates, const View<float>& fixed, const OptimConfig& opt) {
+  cuda::LearnerConfig c;
+  c.spec = s;
+  c.cfg = meta_config_arg(o);
+  c.cfg.want_rate_grad = learn_rates && c.cfg.second_order();
+  c.opt = opt;
+  const int64_t P = s.n_params;
+  Rates<float> r;
+  if (learn_rates) {
+    MAML_CHECK(state_len > P, ShapeMismatch, "state: learned rates missing after the parameters");
+    r = rates_arg<float>(o, state + P, state_len - P, c.cfg.steps, P);
+  } else {
+    MAML_CHECK(state_len == P, ShapeMismatch, "state: expected exactly the parameters when rates are fixed");
+    r = rates_arg<float>(o, fixed.data, fixed.length, c.cfg.steps, P);
+    c.fixed_rates.assign(fixed.data, fixed.data + fixed.length);
+  }
+  c.rate_step_stride = r.step_stride;
+  c.rate_param_stride = r.param_stride;
+  c.state.assign(state, state + state_len);
+  return c;
+}
+
+}  // namespace
+
+Napi::Value CudaLearnerCreate(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const Napi::Object o = object_arg(info, 0);
+    check_float32(o, "state");
+    auto h = std::make_unique<LearnerHandle>();
+    h->spec = spec_arg(o);
+    const View<float> st = view<float>(o, "state");
+    const bool learn = boolean(o, "learnRates", false);
+    const View<float> fixed = learn ? View<float>{} : view<float>(o, "rates");
+    const cuda::LearnerConfig c = learner_config(o, h->spec, st.data, st.length, learn, fixed, optim_config_arg(o));
+    h->cfg = c.cfg;
+    h->learner = std::make_unique<cuda::CudaLearner>(c);
+    return Napi::External<LearnerHandle>::New(info.Env(), h.release(),
+                                              [](Napi::Env, LearnerHandle* p) { delete p; });
+  });
+}
+
+Napi::Value CudaLearnerStep(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    LearnerHandle& h = handle_arg(info);
+    const Napi::Object o = object_arg(info, 1);
+    BatchArgs<float> b;
+    batch_arg<float>(o, h.spec, h.cfg.algo != Algorithm::Reptile || has(o, "queryOffsets"), b);
+    const int64_t t = integer(o, "t", 1, INT64_C(1) << 52);
+    const cuda::StepResult r = h.learner->step(host_batch(b), t);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("loss", Napi::Number::New(info.Env(), r.loss));
+    out.Set("gradNorm", Napi::Number::New(info.Env(), r.grad_norm));
+    out.Set("memory", Napi::String::New(info.Env(), h.learner->last_memory()));
+    return out;
+  });
+}
+
+Napi::Value CudaLearnerGetState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    LearnerHandle& h = handle_arg(info);
+    auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(h.learner->state_length()));
+    h.learner->get_state(out.Data());
+    return out;
+  });
+}
+
+Napi::Value CudaLearnerSetState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    LearnerHandle& h = handle_arg(info);
+    MAML_CHECK(info.Length() >= 2 && info[1].IsTypedArray() &&
+                   info[1].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array,
+               InvalidArgument, "state: expected a Float32Array");
+    const Napi::Float32Array st = info[1].As<Napi::Float32Array>();
+    MAML_CHECK(static_cast<int64_t>(st.ElementLength()) == h.learner->state_length(), ShapeMismatch,
+               "state: expected " + std::to_string(h.learner->state_length()) + " values");
+    h.learner->set_state(st.Data());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value CudaLearnerAdapt(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    LearnerHandle& h = handle_arg(info);
+    const Napi::Object o = object_arg(info, 1);
+    check_float32(o, "rates");
+    const int steps = static_cast<int>(integer(o, "steps", 0, 100000));
+    const View<float> rv = view<float>(o, "rates");
+    const Rates<float> r = rates_arg<float>(o, rv.data, rv.length, steps, h.spec.n_params);
+    BatchArgs<float> b;
+    batch_arg<float>(o, h.spec, false, b);
+    auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(checked_mul(b.data.tasks, h.spec.n_params, "adapted")));
+    h.learner->adapt(host_batch(b), steps, rv.data, rv.length, r.step_stride, r.param_stride, out.Data());
+    return out;
+  });
+}
+
+Napi::Value CudaMetaGradient(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const Napi::Object o = object_arg(info, 0);
+    check_float32(o, "params");
+    const ModelSpec s = spec_arg(o);
+    const MetaConfig cfg = meta_config_arg(o);  // wantRateGrad read here
+    const View<float> p = view<float>(o, "params", s.n_params);
+    const View<float> rv = view<float>(o, "rates");
+    std::vector<float> state(p.data, p.data + p.length);
+    if (cfg.want_rate_grad) state.insert(state.end(), rv.data, rv.data + rv.length);
+    const cuda::LearnerConfig c = learner_config(o, s, state.data(), static_cast<int64_t>(state.size()),
+                                                 cfg.want_rate_grad, rv, OptimConfig{});
+    cuda::CudaLearner learner(c);
+    BatchArgs<float> b;
+    batch_arg<float>(o, s, true, b);
+    auto grad = Napi::Float32Array::New(info.Env(), static_cast<size_t>(s.n_params));
+    auto rate_grad = Napi::Float32Array::New(info.Env(), cfg.want_rate_grad ? static_cast<size_t>(rv.length) : 0);
+    const double loss = learner.meta_gradient(host_batch(b), grad.Data(), rate_grad.Data());
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("loss", Napi::Number::New(info.Env(), loss));
+    r.Set("grad", grad);
+    if (cfg.want_rate_grad) r.Set("rateGrad", rate_grad);
+    r.Set("memory", Napi::String::New(info.Env(), learner.last_memory()));
+    return r;
+  });
+}
+
+}  // namespace maml::binding
+#endif  // MAML_WITH_CUDA

@@ -1,0 +1,18 @@
+// cuda_ops.hpp: the CUDA learner's entry points (cuda_ops.cc), exported only by the
+// CUDA-enabled binary (MAML_WITH_CUDA; build-cuda/Release/maml_cuda.node).
+#pragma once
+#include <napi.h>
+
+namespace maml::binding {
+// cudaLearnerCreate(options) -> handle: parameters, rates and optimizer state on the device.
+Napi::Value CudaLearnerCreate(const Napi::CallbackInfo& info);
+// cudaLearnerStep(handle, batch) -> { loss, gradNorm }: one meta-step on the device.
+Napi::Value CudaLearnerStep(const Napi::CallbackInfo& info);
+// cudaLearnerGetState(handle) -> Float32Array [P + R]; cudaLearnerSetState(handle, state).
+Napi::Value CudaLearnerGetState(const Napi::CallbackInfo& info);
+Napi::Value CudaLearnerSetState(const Napi::CallbackInfo& info);
+// cudaLearnerAdapt(handle, options) -> Float32Array [B, P]: adaptation on the device.
+Napi::Value CudaLearnerAdapt(const Napi::CallbackInfo& info);
+// cudaMetaGradient(options): metaGradient's options and result, computed on the device.
+Napi::Value CudaMetaGradient(const Napi::CallbackInfo& info);
+}  // namespace maml::binding

@@ -1,0 +1,315 @@
+// cuda_learner.cu: CudaLearner (cuda_learner.hpp), the device state and the host side of a
+// meta-step: batch upload through a pinned buffer on the learner's stream, the kernels of
+// meta_kernels.cu, one 16-byte read-back (loss, gradient norm) per step.
+#include "cuda_learner.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "cuda_check.hpp"
+#include "meta_kernels.hpp"
+#include "plan.hpp"
+
+namespace maml::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// A device allocation that grows (never shrinks) on demand.
+template <class T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t cap = 0;
+  T* grow(size_t n) {
+    if (n <= cap && ptr) return ptr;
+    if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    cap = 0;
+    CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr), std::max<size_t>(n, 1) * sizeof(T)));
+    cap = n;
+    return ptr;
+  }
+  void release() {
+    if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    cap = 0;
+  }
+};
+
+// Page-locked host memory, so that the batch copy is a true asynchronous DMA.
+struct PinnedBuffer {
+  char* ptr = nullptr;
+  size_t cap = 0;
+  char* grow(size_t n) {
+    if (n <= cap && ptr) return ptr;
+    if (ptr) cudaFreeHost(ptr);
+    ptr = nullptr;
+    cap = 0;
+    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&ptr), std::max<size_t>(n, 1)));
+    cap = n;
+    return ptr;
+  }
+  void release() {
+    if (ptr) cudaFreeHost(ptr);
+    ptr = nullptr;
+    cap = 0;
+  }
+};
+
+size_t align16(size_t n) { return (n + 15) & ~static_cast<size_t>(15); }
+
+}  // namespace
+
+struct CudaLearner::Impl {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  ModelSpec spec;
+  KModel m;
+  MetaConfig cfg;
+  OptimConfig opt;
+  int64_t P = 0, N = 0;  // parameters; state length P + R
+  bool learn_rates = false;
+  int64_t step_stride = 0, param_stride = 0, rates_len = 0;
+  const char* memory = "none";
+
+  DeviceBuffer<float> state, m1, m2, grad, fixed_rates, weights, slots, losses, scratch, adapted, adapt_rates;
+  DeviceBuffer<double> out2;
+  DeviceBuffer<char> batch;
+  PinnedBuffer pinned, pinned_out;
+
+  void use_device() const { CUDA_CHECK(cudaSetDevice(device)); }
+
+  // Copies b into the pinned buffer, then to the device; fills a's batch pointers.
+  void upload(const HostBatch& b, KArgs<float>& a) {
+    const int64_t B = b.tasks, d0 = spec.in_dim(), dL = spec.out_dim();
+    const int64_t rs = b.s_off[B], rq = b.q_off[B];
+    const bool labels = spec.loss == Loss::CrossEntropy;
+    struct Part {
+      const void* src;
+      size_t bytes;
+      size_t at = 0;
+    };
+    Part parts[6] = {
+        {b.s_off, sizeof(int64_t) * static_cast<size_t>(B + 1)},
+        {b.q_off, sizeof(int64_t) * static_cast<size_t>(B + 1)},
+        {b.xs, sizeof(float) * static_cast<size_t>(rs * d0)},
+        {labels ? static_cast<const void*>(b.ys_lab) : b.ys, labels ? sizeof(int32_t) * rs : sizeof(float) * rs * dL},
+        {b.xq, b.xq ? sizeof(float) * static_cast<size_t>(rq * d0) : 0},
+        {labels ? static_cast<const void*>(b.yq_lab) : b.yq,
+         (labels ? b.yq_lab != nullptr : b.yq != nullptr) ? (labels ? sizeof(int32_t) * rq : sizeof(float) * rq * dL) : 0},
+    };
+    size_t total = 0;
+    for (Part& p : parts) {
+      p.at = total;
+      total += align16(p.bytes);
+    }
+    char* host = pinned.grow(total);
+    for (const Part& p : parts)
+      if (p.bytes) std::memcpy(host + p.at, p.src, p.bytes);
+    char* dev = batch.grow(total);
+    CUDA_CHECK(cudaMemcpyAsync(dev, host, total, cudaMemcpyHostToDevice, stream));
+    const auto at = [&](int i) { return parts[i].bytes ? dev + parts[i].at : nullptr; };
+    a.s_off = reinterpret_cast<const int64_t*>(at(0));
+    a.q_off = reinterpret_cast<const int64_t*>(at(1));
+    a.xs = reinterpret_cast<const float*>(at(2));
+    a.ys = labels ? nullptr : reinterpret_cast<const float*>(at(3));
+    a.ys_lab = labels ? reinterpret_cast<const int32_t*>(at(3)) : nullptr;
+    a.xq = reinterpret_cast<const float*>(at(4));
+    a.yq = labels ? nullptr : reinterpret_cast<const float*>(at(5));
+    a.yq_lab = labels ? reinterpret_cast<const int32_t*>(at(5)) : nullptr;
+  }
+
+  // Where the tasks' working memory goes: shared memory if a block's fits, else global scratch.
+  TaskLaunch placement(const Layout& lay, int64_t tasks) {
+    TaskLaunch how;
+    how.threads = kThreads;
+    how.shared = fits_shared(lay, device);
+    if (!how.shared) how.scratch = scratch.grow(static_cast<size_t>(checked_mul(tasks, lay.total, "GPU scratch")));
+    memory = how.shared ? "shared" : "global";
+    return how;
+  }
+
+  // Launches the meta-gradient of b at the current state: d grad [N] (rate part zero when the
+  // rates are not learned), out2 = {mean loss, ||grad||}; returns them after one sync.
+  void meta_gradient(const HostBatch& b, double* loss, double* norm) {
+    const int64_t B = b.tasks;
+    MAML_CHECK(B >= 1 && B < (INT64_C(1) << 31), InvalidArgument, "a meta-batch needs 1 to 2^31 - 1 tasks");
+    KArgs<float> a;
+    upload(b, a);
+    Rates<float> r;
+    r.step_stride = step_stride;
+    r.param_stride = param_stride;
+    r.length = rates_len;
+    const KConfig kc = make_kconfig(cfg, r);
+    const int64_t slot = P + kc.R;
+    a.theta = state.ptr;
+    a.rates = learn_rates ? state.ptr + P : fixed_rates.ptr;
+    a.weights = weights.ptr;
+    a.slots = slots.grow(static_cast<size_t>(checked_mul(B, slot, "meta-gradient slots")));
+    a.losses = losses.grow(static_cast<size_t>(B));
+    const Layout lay = plan_layout(m, cfg.steps, max_rows(m, b.s_off, b.q_off, B), kThreads);
+    launch_meta_tasks(m, kc, a, static_cast<int>(B), lay, placement(lay, B), stream);
+    launch_reduce(a.slots, slot, B, grad.ptr, stream);
+    if (N > slot) CUDA_CHECK(cudaMemsetAsync(grad.ptr + slot, 0, sizeof(float) * static_cast<size_t>(N - slot), stream));
+    launch_finish(a.losses, B, grad.ptr, N, out2.ptr, stream);
+    double* h = reinterpret_cast<double*>(pinned_out.ptr);
+    CUDA_CHECK(cudaMemcpyAsync(h, out2.ptr, 2 * sizeof(double), cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    *loss = h[0];
+    *norm = h[1];
+  }
+
+  void release() {
+    for (DeviceBuffer<float>* d : {&state, &m1, &m2, &grad, &fixed_rates, &weights, &slots, &losses, &scratch, &adapted,
+                                   &adapt_rates})
+      d->release();
+    out2.release();
+    batch.release();
+    pinned.release();
+    pinned_out.release();
+    if (stream) cudaStreamDestroy(stream);
+    stream = nullptr;
+  }
+};
+
+CudaLearner::CudaLearner(const LearnerConfig& c) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  int count = 0;
+  CUDA_CHECK(cudaGetDeviceCount(&count));
+  MAML_CHECK(count > 0, NoDevice, "no CUDA device: the CUDA runtime reports 0 devices");
+  s.device = 0;
+  try {
+    s.use_device();
+    s.spec = c.spec;
+    s.m = make_kmodel(c.spec);
+    s.cfg = c.cfg;
+    s.opt = c.opt;
+    s.P = c.spec.n_params;
+    s.N = static_cast<int64_t>(c.state.size());
+    s.learn_rates = s.N > s.P;
+    s.step_stride = c.rate_step_stride;
+    s.param_stride = c.rate_param_stride;
+    s.rates_len = s.learn_rates ? s.N - s.P : static_cast<int64_t>(c.fixed_rates.size());
+    MAML_CHECK(s.N >= s.P && s.rates_len >= 1, ShapeMismatch, "CUDA learner: state or rates of the wrong length");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    const size_t n = static_cast<size_t>(s.N);
+    s.state.grow(n);
+    s.m1.grow(n);
+    s.m2.grow(n);
+    s.grad.grow(n);
+    s.out2.grow(2);
+    s.pinned_out.grow(2 * sizeof(double));
+    CUDA_CHECK(cudaMemcpyAsync(s.state.ptr, c.state.data(), n * sizeof(float), cudaMemcpyHostToDevice, s.stream));
+    CUDA_CHECK(cudaMemsetAsync(s.m1.ptr, 0, n * sizeof(float), s.stream));
+    CUDA_CHECK(cudaMemsetAsync(s.m2.ptr, 0, n * sizeof(float), s.stream));
+    std::vector<float> w(c.cfg.weights.begin(), c.cfg.weights.end());
+    s.weights.grow(w.size());
+    CUDA_CHECK(cudaMemcpyAsync(s.weights.ptr, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice, s.stream));
+    if (!s.learn_rates) {
+      s.fixed_rates.grow(c.fixed_rates.size());
+      CUDA_CHECK(cudaMemcpyAsync(s.fixed_rates.ptr, c.fixed_rates.data(), c.fixed_rates.size() * sizeof(float),
+                                 cudaMemcpyHostToDevice, s.stream));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the host vectors above are pageable and temporary
+  } catch (...) {
+    s.release();
+    throw;
+  }
+}
+
+CudaLearner::~CudaLearner() {
+  if (impl_) {
+    cudaSetDevice(impl_->device);
+    if (impl_->stream) cudaStreamSynchronize(impl_->stream);
+    impl_->release();
+    cudaGetLastError();  // a destructor reports nothing
+  }
+}
+
+StepResult CudaLearner::step(const HostBatch& b, int64_t t) {
+  Impl& s = *impl_;
+  MAML_ASSERT(t >= 1);
+  s.use_device();
+  StepResult r;
+  s.meta_gradient(b, &r.loss, &r.grad_norm);
+  MAML_CHECK(std::isfinite(r.grad_norm) && std::isfinite(r.loss), NonFinite,
+             "the meta-gradient is not finite (loss " + std::to_string(r.loss) +
+                 "); the parameters were left unchanged. Lower the learning rates or clip the gradient.");
+  const OptimConfig& o = s.opt;
+  UpdateArgs u;
+  u.kind = o.kind;
+  if (o.clip_norm > 0.0) u.clip = static_cast<float>(std::min(1.0, o.clip_norm / (r.grad_norm + 1e-6)));
+  u.wd = static_cast<float>(o.weight_decay);
+  u.one_minus_b1 = static_cast<float>(1.0 - o.beta1);
+  u.b2 = static_cast<float>(o.beta2);
+  u.one_minus_b2 = static_cast<float>(1.0 - o.beta2);
+  u.step_size = static_cast<float>(o.lr / (1.0 - std::pow(o.beta1, static_cast<double>(t))));
+  u.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(t))));
+  u.eps = static_cast<float>(o.eps);
+  u.lr = static_cast<float>(o.lr);
+  u.momentum = static_cast<float>(o.momentum);
+  u.damp = static_cast<float>(1.0 - o.dampening);
+  u.nesterov = o.nesterov ? 1 : 0;
+  u.first = t == 1 ? 1 : 0;
+  launch_update(u, s.state.ptr, s.grad.ptr, s.m1.ptr, s.m2.ptr, s.N, s.stream);
+  return r;
+}
+
+double CudaLearner::meta_gradient(const HostBatch& b, float* grad, float* rate_grad) {
+  Impl& s = *impl_;
+  s.use_device();
+  double loss = 0, norm = 0;
+  s.meta_gradient(b, &loss, &norm);
+  CUDA_CHECK(cudaMemcpyAsync(grad, s.grad.ptr, sizeof(float) * static_cast<size_t>(s.P), cudaMemcpyDeviceToHost, s.stream));
+  if (rate_grad && s.N > s.P)
+    CUDA_CHECK(cudaMemcpyAsync(rate_grad, s.grad.ptr + s.P, sizeof(float) * static_cast<size_t>(s.N - s.P),
+                               cudaMemcpyDeviceToHost, s.stream));
+  CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  return loss;
+}
+
+void CudaLearner::adapt(const HostBatch& b, int steps, const float* rates, int64_t rates_len, int64_t step_stride,
+                        int64_t param_stride, float* out) {
+  Impl& s = *impl_;
+  s.use_device();
+  const int64_t B = b.tasks;
+  MAML_CHECK(B >= 1 && B < (INT64_C(1) << 31), InvalidArgument, "adaptation needs 1 to 2^31 - 1 tasks");
+  KArgs<float> a;
+  s.upload(b, a);
+  float* dr = s.adapt_rates.grow(static_cast<size_t>(rates_len));
+  CUDA_CHECK(cudaMemcpyAsync(dr, rates, sizeof(float) * static_cast<size_t>(rates_len), cudaMemcpyHostToDevice, s.stream));
+  KConfig kc;
+  kc.algo = static_cast<int>(s.cfg.algo);
+  kc.steps = steps;
+  kc.rate_step_stride = step_stride;
+  kc.rate_param_stride = param_stride;
+  a.theta = s.state.ptr;
+  a.rates = dr;
+  a.adapted = s.adapted.grow(static_cast<size_t>(checked_mul(B, s.P, "adapted parameters")));
+  const Layout lay = plan_layout(s.m, steps, max_rows(s.m, b.s_off, b.q_off, B), kThreads);
+  launch_adapt_tasks(s.m, kc, a, static_cast<int>(B), lay, s.placement(lay, B), s.stream);
+  CUDA_CHECK(cudaMemcpyAsync(out, a.adapted, sizeof(float) * static_cast<size_t>(B * s.P), cudaMemcpyDeviceToHost,
+                             s.stream));
+  CUDA_CHECK(cudaStreamSynchronize(s.stream));
+}
+
+void CudaLearner::get_state(float* out) const {
+  const Impl& s = *impl_;
+  s.use_device();
+  CUDA_CHECK(cudaMemcpyAsync(out, s.state.ptr, sizeof(float) * static_cast<size_t>(s.N), cudaMemcpyDeviceToHost, s.stream));
+  CUDA_CHECK(cudaStreamSynchronize(s.stream));
+}
+
+void CudaLearner::set_state(const float* in) {
+  Impl& s = *impl_;
+  s.use_device();
+  CUDA_CHECK(cudaMemcpyAsync(s.state.ptr, in, sizeof(float) * static_cast<size_t>(s.N), cudaMemcpyHostToDevice, s.stream));
+  CUDA_CHECK(cudaStreamSynchronize(s.stream));
+}
+
+int64_t CudaLearner::state_length() const { return impl_->N; }
+const char* CudaLearner::last_memory() const { return impl_->memory; }
+
+}  // namespace maml::cuda

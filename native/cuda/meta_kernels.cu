@@ -1,0 +1,145 @@
+// meta_kernels.cu: the fused meta-step kernel (one block per task), the deterministic
+// reduction over tasks, and the optimizer update on the device. See meta_kernels.hpp.
+//
+// The per-task code is native/cuda/task_kernel.hpp, the same templates the CPU addon runs with
+// a one-thread block in test/cuda-host.test.ts. Here a block of `threads` threads runs them,
+// with the task's working memory in dynamic shared memory when it fits the device (up to
+// 227 KB per block on Hopper after cudaFuncSetAttribute), else in a global scratch area.
+//
+// Accumulation rule: every kernel OVERWRITES its outputs (slots, losses, grad, out2) except
+// update, which updates p, m, v in place and scales grad in place.
+#include "meta_kernels.hpp"
+
+#include "cuda_check.hpp"
+
+namespace maml::cuda {
+namespace {
+
+template <bool kShared>
+__global__ void meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch) {
+  extern __shared__ float smem[];
+  const int t = blockIdx.x;
+  float* work = kShared ? smem : scratch + static_cast<int64_t>(t) * lay.total;
+  const int64_t slot = static_cast<int64_t>(m.P) + c.R;
+  task_meta_step(DeviceBlock{}, m, c, a, t, work, lay, a.slots + t * slot, a.losses + t);
+}
+
+template <bool kShared>
+__global__ void adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch) {
+  extern __shared__ float smem[];
+  const int t = blockIdx.x;
+  float* work = kShared ? smem : scratch + static_cast<int64_t>(t) * lay.total;
+  task_adapt(DeviceBlock{}, m, c, a, t, work, lay, a.adapted + static_cast<int64_t>(t) * m.P);
+}
+
+// One thread per element; tasks in index order (the same mean_over_tasks as the host test).
+__global__ void reduce_kernel(const float* slots, int64_t slot, int64_t tasks, float* grad) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < slot) grad[i] = mean_over_tasks(slots, slot, tasks, i);
+}
+
+constexpr int kFinishThreads = 1024;
+
+// One block: strided partial sums per thread, then a fixed tree over the threads.
+__global__ void finish_kernel(const float* losses, int64_t tasks, const float* grad, int64_t n, double* out2) {
+  __shared__ double part_loss[kFinishThreads], part_sq[kFinishThreads];
+  const int t = threadIdx.x;
+  double l = 0.0, s = 0.0;
+  for (int64_t i = t; i < tasks; i += kFinishThreads) l += static_cast<double>(losses[i]);
+  for (int64_t i = t; i < n; i += kFinishThreads) {
+    const double g = grad[i];
+    s += g * g;
+  }
+  part_loss[t] = l;
+  part_sq[t] = s;
+  __syncthreads();
+  for (int h = kFinishThreads / 2; h > 0; h >>= 1) {
+    if (t < h) {
+      part_loss[t] += part_loss[t + h];
+      part_sq[t] += part_sq[t + h];
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    out2[0] = part_loss[0] / static_cast<double>(tasks);
+    out2[1] = sqrt(part_sq[0]);
+  }
+}
+
+// optim.hpp's formulas, per element.
+__global__ void update_kernel(UpdateArgs u, float* p, float* grad, float* m, float* v, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float g = grad[i] * u.clip;
+  if (u.wd != 0.0f) g += u.wd * p[i];
+  grad[i] = g;
+  if (u.kind == 0) {
+    const float mi = m[i] + u.one_minus_b1 * (g - m[i]);
+    const float vi = v[i] * u.b2 + u.one_minus_b2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = sqrtf(vi) / u.bc2_sqrt + u.eps;
+    p[i] -= u.step_size * (mi / denom);
+  } else {
+    float d = g;
+    if (u.momentum != 0.0f) {
+      const float buf = u.first ? d : u.momentum * m[i] + u.damp * d;
+      m[i] = buf;
+      d = u.nesterov ? d + u.momentum * buf : buf;
+    }
+    p[i] -= u.lr * d;
+  }
+}
+
+unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+template <class Kernel>
+void launch_tasks(Kernel shared_kernel, Kernel global_kernel, const KModel& m, const KConfig& c,
+                  const KArgs<float>& a, int tasks, const Layout& lay, const TaskLaunch& how, cudaStream_t stream) {
+  if (tasks <= 0) return;
+  if (how.shared) {
+    const size_t bytes = static_cast<size_t>(lay.total) * sizeof(float);
+    CUDA_CHECK(cudaFuncSetAttribute(shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+    shared_kernel<<<tasks, how.threads, bytes, stream>>>(m, c, a, lay, nullptr);
+  } else {
+    global_kernel<<<tasks, how.threads, 0, stream>>>(m, c, a, lay, how.scratch);
+  }
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+bool fits_shared(const Layout& lay, int device) {
+  int optin = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return static_cast<int64_t>(lay.total) * static_cast<int64_t>(sizeof(float)) <= optin;
+}
+
+void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
+                       const TaskLaunch& how, cudaStream_t stream) {
+  launch_tasks(meta_tasks_kernel<true>, meta_tasks_kernel<false>, m, c, a, tasks, lay, how, stream);
+}
+
+void launch_adapt_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
+                        const TaskLaunch& how, cudaStream_t stream) {
+  launch_tasks(adapt_tasks_kernel<true>, adapt_tasks_kernel<false>, m, c, a, tasks, lay, how, stream);
+}
+
+void launch_reduce(const float* slots, int64_t slot, int64_t tasks, float* grad, cudaStream_t stream) {
+  if (slot <= 0) return;
+  reduce_kernel<<<blocks_for(slot, 256), 256, 0, stream>>>(slots, slot, tasks, grad);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_finish(const float* losses, int64_t tasks, const float* grad, int64_t n, double* out2, cudaStream_t stream) {
+  finish_kernel<<<1, kFinishThreads, 0, stream>>>(losses, tasks, grad, n, out2);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_update(const UpdateArgs& u, float* p, float* grad, float* m, float* v, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  update_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(u, p, grad, m, v, n);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace maml::cuda

@@ -1,0 +1,52 @@
+// meta_kernels.hpp: launchers of the meta-step kernels (meta_kernels.cu). Pointers are device
+// pointers; every launcher enqueues on `stream` and checks the launch (CUDA_CHECK, cuda_check.hpp).
+//
+// A meta-step is four launches on one stream:
+//   1. meta_tasks   one block per task runs task_meta_step (task_kernel.hpp): slots [B, P + R], losses [B]
+//   2. reduce       grad[i] = mean over tasks of slots[:, i], tasks summed in index order
+//   3. finish       one block: loss = mean of losses, norm = ||grad||_2 (double, fixed tree order)
+//   4. update       clipping by the host-computed coefficient, weight decay, Adam or SGD (optim.hpp)
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "task_kernel.hpp"
+
+namespace maml::cuda {
+
+// How a task's working memory is provided: in dynamic shared memory (fast), or in a global
+// scratch area of tasks * lay.total floats (any size).
+struct TaskLaunch {
+  int threads = 256;
+  bool shared = true;
+  float* scratch = nullptr;  // [tasks, lay.total] when !shared
+};
+
+// The shared-memory bytes a block needs, and whether it fits the device (raising the kernel's
+// dynamic shared-memory limit above 48 KB when needed).
+bool fits_shared(const Layout& lay, int device);
+
+void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
+                       const TaskLaunch& how, cudaStream_t stream);
+void launch_adapt_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
+                        const TaskLaunch& how, cudaStream_t stream);
+// grad [slot] = mean over tasks of slots [tasks, slot].
+void launch_reduce(const float* slots, int64_t slot, int64_t tasks, float* grad, cudaStream_t stream);
+// out2 [2] (double) = { mean of losses [tasks], ||grad [n]||_2 }.
+void launch_finish(const float* losses, int64_t tasks, const float* grad, int64_t n, double* out2, cudaStream_t stream);
+
+// The optimizer's per-step scalars, computed on the host as optim.hpp does.
+struct UpdateArgs {
+  int kind = 0;  // 0 adam, 1 sgd
+  float clip = 1.0f;  // gradient multiplier (1 = no clipping)
+  float wd = 0.0f;
+  // adam
+  float one_minus_b1 = 0, b2 = 0, one_minus_b2 = 0, step_size = 0, bc2_sqrt = 1, eps = 0;
+  // sgd
+  float lr = 0, momentum = 0, damp = 1;
+  int nesterov = 0, first = 1;
+};
+void launch_update(const UpdateArgs& u, float* p, float* grad, float* m, float* v, int64_t n, cudaStream_t stream);
+
+}  // namespace maml::cuda
