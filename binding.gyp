@@ -9,6 +9,7 @@
         "native/binding/device.cc",
         "native/binding/fewshot_ops.cc",
         "native/binding/ops.cc",
+        "native/cpu/fast_fewshot.cc",
         "native/cpu/fast_meta.cc",
         "native/cpu/thread_pool.cc"
       ],

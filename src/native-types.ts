@@ -126,6 +126,8 @@ export interface NativeFewShotSpec {
   relActivation?: number;
   /** relation: class embedding = sum of the support embeddings (else their mean) */
   relSum?: boolean;
+  /** run the plain-loop core instead of the fast float32 embedding kernels */
+  reference?: boolean;
 }
 
 /** Few-shot episodes: a batch with labels in [0, ways) and every class in every task's support set. */
@@ -151,4 +153,22 @@ export interface FewShotStepState {
   v: Real;
   /** 1-based optimizer step number of this update. */
   t: number;
+}
+
+/** A CUDA learner's state on the GPU (native/binding/cuda_ops.cc); opaque to TypeScript. */
+export type CudaLearnerHandle = { readonly __brand: 'CudaLearnerHandle' };
+
+/**
+ * Exports of the CUDA-enabled binary only (maml_cuda.node), plus the host-compiled CUDA task
+ * kernel that both binaries export for tests (metaGradientCudaHost, adaptBatchCudaHost).
+ */
+export interface CudaAddon extends NativeAddon {
+  cudaLearnerCreate(o: NativeSpec & NativeInner & NativeOptim & { state: Float32Array; learnRates: boolean; rates?: Float32Array }): CudaLearnerHandle;
+  cudaLearnerStep(h: CudaLearnerHandle, o: NativeBatch & { t: number }): { loss: number; gradNorm: number; memory: string };
+  cudaLearnerGetState(h: CudaLearnerHandle): Float32Array;
+  cudaLearnerSetState(h: CudaLearnerHandle, state: Float32Array): void;
+  cudaLearnerAdapt(h: CudaLearnerHandle, o: NativeBatch & { steps: number; rates: Float32Array; rateStepStride: number; rateParamStride: number }): Float32Array;
+  cudaMetaGradient(o: Parameters<NativeAddon['metaGradient']>[0]): { loss: number; grad: Float32Array; rateGrad?: Float32Array; memory: string };
+  metaGradientCudaHost(o: Parameters<NativeAddon['metaGradient']>[0]): { loss: number; grad: Real; rateGrad?: Real };
+  adaptBatchCudaHost(o: Parameters<NativeAddon['adaptBatch']>[0]): Real;
 }

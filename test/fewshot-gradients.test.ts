@@ -96,3 +96,20 @@ describe('few-shot losses in float32 and float64, and with 1 or 2 threads', () =
       expect(two.accuracies).toEqual(one.accuracies);
     });
 });
+
+describe('few-shot fast float32 kernels against the plain-loop core (float32)', () => {
+  // odd widths and one layer of >= 128 outputs (its input gradient takes the dot-product kernel)
+  for (const algorithm of ['protonet', 'matching', 'relation'] as const)
+    for (const activation of ['relu', 'tanh'] as const)
+      it(`${algorithm}, ${activation}, embedding [13, 37, 130, 9]`, () => {
+        const options: FewShotLossOptions = { algorithm, embedding: { layers: [13, 37, 130, 9], activation } };
+        const rng = new Rng(44);
+        const params = Float32Array.from(params64(options, 6));
+        const ep = raggedEpisodes(rng, 13, 7, 5, 3, 9, Float32Array);
+        const fast = fewShotLoss(options, params, ep);
+        const ref = fewShotLoss({ ...options, kernel: 'reference' }, params, ep);
+        expect(Math.abs(fast.loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
+        expectClose(fast.grad, ref.grad, 1e-5, 'fast gradient');
+        expect(fast.accuracies).toEqual(ref.accuracies);
+      });
+});

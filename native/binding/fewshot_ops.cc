@@ -5,7 +5,8 @@
 //   fsAlgorithm 0 protonet | 1 matching | 2 relation; embLayers Int32Array, embActivation;
 //   relLayers, relActivation, relSum (relation only);
 //   episodes: tasks, ways, supportOffsets, queryOffsets (Int32Array [tasks + 1]), xs, xq,
-//   ysLabels, yqLabels (Int32Array, in [0, ways)).
+//   ysLabels, yqLabels (Int32Array, in [0, ways)); reference: the plain-loop core instead of
+//   the fast float32 embedding kernels (float64 always runs the core).
 // Synchronous functions read the typed arrays in place; asynchronous ones copy the episodes
 // (and, for evaluation, the parameters) into a baton and run in a JobWorker.
 #include "fewshot_ops.hpp"
@@ -13,11 +14,13 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "args.hpp"
-#include "core/fewshot.hpp"
+#include "core/fewshot_batch.hpp"
 #include "core/optim.hpp"
+#include "cpu/fast_fewshot.hpp"
 #include "promise_worker.hpp"
 
 namespace maml::binding {
@@ -36,6 +39,15 @@ FewShotSpec fewshot_spec_arg(const Napi::Object& o) {
   if (algo != static_cast<int>(FewShotAlgo::Relation)) return make_fewshot_spec(algo, emb, emb_act, {}, 0, false);
   return make_fewshot_spec(algo, emb, emb_act, dims_arg(o, "relLayers"), static_cast<int>(integer(o, "relActivation", 0, 1)),
                            boolean(o, "relSum", false));
+}
+
+// The fast float32 embedding kernels unless `reference` asks for the plain core (always for double).
+template <class T>
+double batch_any(bool reference, const FewShotSpec& fs, const T* theta, const FewShotBatch<T>& b, T* grad,
+                 double* task_loss, double* task_acc) {
+  if constexpr (std::is_same_v<T, float>)
+    if (!reference) return cpu::fast_fewshot_batch(fs, theta, b, grad, task_loss, task_acc);
+  return fewshot_batch(fs, theta, b, grad, task_loss, task_acc);
 }
 
 void labels_in_range(const int32_t* y, int64_t n, int64_t ways, const char* key) {
@@ -104,7 +116,7 @@ struct EvalJob {
   std::vector<T> theta_copy;
   const T* theta = nullptr;
   EpisodeArgs<T> ep;
-  bool want_grad = false;
+  bool want_grad = false, reference = false;
   std::vector<T> grad;
   std::vector<double> losses, accs;
   double loss = 0;
@@ -113,6 +125,7 @@ struct EvalJob {
     spec = s;
     const View<T> p = view<T>(o, "params", s.n_params);
     theta = p.data;
+    reference = boolean(o, "reference", false);
     ep.parse(o, s);
     if (copy) {
       theta_copy.assign(p.data, p.data + p.length);
@@ -125,7 +138,7 @@ struct EvalJob {
     losses.assign(B, 0.0);
     accs.assign(B, 0.0);
     if (want_grad) grad.assign(static_cast<size_t>(spec.n_params), T(0));
-    loss = fewshot_batch(spec, theta, ep.data, want_grad ? grad.data() : nullptr, losses.data(), accs.data());
+    loss = batch_any(reference, spec, theta, ep.data, want_grad ? grad.data() : nullptr, losses.data(), accs.data());
   }
   Napi::Value result(const Napi::Env& env) const {
     Napi::Object r = Napi::Object::New(env);
@@ -151,6 +164,7 @@ struct StepJob {
   OptimConfig opt;
   T *state = nullptr, *m = nullptr, *v = nullptr;
   int64_t t = 1;
+  bool reference = false;
   EpisodeArgs<T> ep;
   double loss = 0, accuracy = 0, grad_norm = 0;
 
@@ -161,13 +175,14 @@ struct StepJob {
     m = view<T>(o, "m", s.n_params).data;
     v = view<T>(o, "v", s.n_params).data;
     t = integer(o, "t", 1, INT64_C(1) << 52);
+    reference = boolean(o, "reference", false);
     ep.parse(o, s);
   }
   void run() {
     const int64_t P = spec.n_params;
     std::vector<T> grad(static_cast<size_t>(P));
     std::vector<double> accs(static_cast<size_t>(ep.data.tasks));
-    loss = fewshot_batch(spec, state, ep.data, grad.data(), nullptr, accs.data());
+    loss = batch_any(reference, spec, state, ep.data, grad.data(), nullptr, accs.data());
     accuracy = 0;
     for (double a : accs) accuracy += a;
     accuracy /= static_cast<double>(accs.size());

@@ -1,7 +1,7 @@
 // fewshot.hpp: the metric-based few-shot learners (Prototypical, Matching and Relation
-// Networks): their heads' forward and backward passes side by side, one task's episode loss
-// and exact gradient, and a meta-batch of tasks over the thread pool. Plain loops, templated
-// on float and double: this is the reference.
+// Networks): the spec, and each head's forward and backward passes side by side. Plain
+// loops, templated on float and double: this is the reference. One task's loss and gradient
+// and the meta-batch over the thread pool are in fewshot_batch.hpp.
 //
 // Parameters: theta = [phi (the embedding MLP, P_e) | psi (the relation MLP, P_r; relation
 // only)], each in the layout of model.hpp. The MLPs run through mlp.hpp (forward, backward).
@@ -20,21 +20,16 @@
 //   relation:  c_k = mean (or sum, the paper's K-shot choice) of es_i over class k;
 //              pairs [nq * N, 2D], row q*N + k = [eq_q, c_k];  r_qk = sigmoid(g_psi(pair_qk));
 //              logits_qk = r_qk;  loss = mean_{q,k} (r_qk - [yq_q = k])^2
-// Backward: dlogits -> (des [ns, D], deq [nq, D], dpsi), then mlp_backward of the embedding
-// once for the support rows and once for the query rows.
+// Backward: dlogits -> (des [ns, D], deq [nq, D], dpsi); then (fewshot_batch.hpp) the
+// embedding's backward pass once for the support rows and once for the query rows.
 //
-// Accumulation rule: fewshot_task OVERWRITES grad [P]; fewshot_batch OVERWRITES grad with the
-// MEAN over tasks and writes one loss and one accuracy per task.
-//
-// Determinism: as batch.hpp, tasks are cut into groups whose size depends only on B and P; a
-// group sums its tasks in order and the groups are summed in order.
+// Accumulation rule: every function here OVERWRITES its outputs (logits, des, deq, dpsi).
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
-#include "batch.hpp"
 #include "loss.hpp"
 #include "mlp.hpp"
 
@@ -83,7 +78,7 @@ struct FewShotTask {
 // Scratch of one worker, sized on use and reused across tasks (no allocation once warm).
 template <class T>
 struct FewShotWork {
-  MlpWork<T> ws, wq, wr;           // embedding passes (support, query), relation pass
+  MlpWork<T> wq, wr;               // the classifier's query pass, the relation module's pass
   std::vector<T> logits, dlogits;  // [nq, N]
   std::vector<T> cent, dcent;      // [N, D] class centres (protonet, relation)
   std::vector<T> cnt;              // [N] support rows per class
@@ -91,7 +86,7 @@ struct FewShotWork {
   std::vector<T> nrm_s, nrm_q;     // matching: [ns], [nq] clamped norms
   std::vector<T> pairs, dpairs;    // relation: [nq * N, 2D]
   std::vector<T> des, deq;         // [ns, D], [nq, D]
-  std::vector<T> gq;               // [P_e] the query rows' embedding gradient
+  std::vector<T> gq;               // the query rows' embedding gradient
 };
 
 template <class T>
@@ -322,7 +317,6 @@ void reserve_work(const FewShotSpec& fs, int64_t ns, int64_t nq, int64_t N, FewS
   fit(w.cnt, N);
   fit(w.des, checked_mul(ns, D, "support embeddings"));
   fit(w.deq, checked_mul(nq, D, "query embeddings"));
-  fit(w.gq, fs.emb.n_params);
   if (fs.algo == FewShotAlgo::Matching) {
     fit(w.cos, checked_mul(nq, ns, "cosines"));
     fit(w.lse, nq);
@@ -361,130 +355,6 @@ double accuracy_of(const T* logits, const int32_t* yq, int64_t nq, int64_t N) {
     right += best == yq[q];
   }
   return static_cast<double>(right) / static_cast<double>(nq);
-}
-
-// One task's query loss; its gradient into grad [P] (OVERWRITTEN) when grad != nullptr.
-template <class T>
-double fewshot_task(const FewShotSpec& fs, const T* theta, const FewShotTask<T>& t, FewShotWork<T>& w, T* grad,
-                    double* accuracy) {
-  const int64_t N = t.ways, D = fs.dim();
-  const T* es = mlp_forward(fs.emb, theta, t.xs, t.ns, w.ws);  // [ns, D]
-  const T* eq = mlp_forward(fs.emb, theta, t.xq, t.nq, w.wq);  // [nq, D]
-  head_forward(fs, theta, es, t.ys, t.ns, eq, t.nq, N, w);
-  *accuracy = accuracy_of(w.logits.data(), t.yq, t.nq, N);
-  const bool want = grad != nullptr;
-  double loss = 0.0;
-  switch (fs.algo) {
-    case FewShotAlgo::ProtoNet: {
-      Targets<T> tg;
-      tg.labels = t.yq;
-      loss = loss_grad(Loss::CrossEntropy, w.logits.data(), tg, t.nq, N, want ? w.dlogits.data() : nullptr);
-      if (want) proto_backward(t.ys, t.ns, eq, t.nq, N, D, w);
-      break;
-    }
-    case FewShotAlgo::Matching: loss = matching_loss_backward(es, t.ys, t.ns, eq, t.yq, t.nq, N, D, w, want); break;
-    case FewShotAlgo::Relation:
-      loss = relation_loss_backward(fs, theta + fs.emb.n_params, t.ys, t.ns, t.yq, t.nq, N, w,
-                                    want ? grad + fs.emb.n_params : nullptr);
-      break;
-  }
-  if (!want) return loss;
-  // the embedding's gradient: support rows into grad, query rows into gq, summed
-  std::memcpy(w.ws.dz.data(), w.des.data(), sizeof(T) * static_cast<size_t>(t.ns * D));
-  mlp_backward<T>(fs.emb, theta, t.xs, t.ns, w.ws, grad, nullptr, nullptr);
-  std::memcpy(w.wq.dz.data(), w.deq.data(), sizeof(T) * static_cast<size_t>(t.nq * D));
-  mlp_backward<T>(fs.emb, theta, t.xq, t.nq, w.wq, w.gq.data(), nullptr, nullptr);
-  for (int64_t i = 0; i < fs.emb.n_params; ++i) grad[i] += w.gq[i];
-  return loss;
-}
-
-// ---- a meta-batch ------------------------------------------------------------------------
-
-template <class T>
-struct FewShotBatch {
-  int64_t tasks = 0, ways = 0;
-  const int64_t* s_off = nullptr;  // [tasks + 1]
-  const int64_t* q_off = nullptr;  // [tasks + 1]
-  const T* xs = nullptr;           // [s_off[tasks], d0]
-  const int32_t* ys = nullptr;     // [s_off[tasks]]
-  const T* xq = nullptr;
-  const int32_t* yq = nullptr;
-
-  FewShotTask<T> task(const FewShotSpec& fs, int64_t t) const {
-    FewShotTask<T> d;
-    const int64_t d0 = fs.emb.in_dim();
-    d.ways = ways;
-    d.ns = s_off[t + 1] - s_off[t];
-    d.nq = q_off[t + 1] - q_off[t];
-    d.xs = xs + s_off[t] * d0;
-    d.ys = ys + s_off[t];
-    d.xq = xq + q_off[t] * d0;
-    d.yq = yq + q_off[t];
-    return d;
-  }
-};
-
-// Mean loss over tasks; grad [P] (OVERWRITTEN, may be nullptr) = the mean gradient;
-// task_loss [B] and task_acc [B] per task (each may be nullptr).
-template <class T>
-double fewshot_batch(const FewShotSpec& fs, const T* theta, const FewShotBatch<T>& b, T* grad, double* task_loss,
-                     double* task_acc) {
-  const int64_t B = b.tasks, P = fs.n_params;
-  MAML_CHECK(B >= 1, InvalidArgument, "a meta-batch needs at least one task");
-  for (int64_t t = 0; t < B; ++t)
-    MAML_CHECK(b.q_off[t + 1] > b.q_off[t] && b.s_off[t + 1] > b.s_off[t], ShapeMismatch,
-               "every task needs support and query rows");
-  const int64_t G = grad ? group_size(B, P) : 1;
-  const int64_t groups = (B + G - 1) / G;
-  std::vector<double> losses(static_cast<size_t>(B)), accs(static_cast<size_t>(B));
-  static thread_local std::vector<T> kept;
-  std::vector<T> once;
-  const size_t n_sums = grad ? static_cast<size_t>(checked_mul(groups, P, "gradient slots")) : 0;
-  std::vector<T>& sums = n_sums * sizeof(T) <= (size_t(16) << 20) ? kept : once;
-  if (grad) sums.resize(n_sums);
-
-  parallel_for(groups, [&](int64_t g, int) {
-    static thread_local FewShotWork<T> w;
-    static thread_local std::vector<T> tg;
-    T* out = grad ? sums.data() + g * P : nullptr;
-    if (grad) {
-      tg.resize(static_cast<size_t>(P));
-      for (int64_t i = 0; i < P; ++i) out[i] = 0;
-    }
-    for (int64_t t = g * G; t < B && t < (g + 1) * G; ++t) {
-      double acc = 0.0;
-      losses[static_cast<size_t>(t)] = fewshot_task(fs, theta, b.task(fs, t), w, grad ? tg.data() : nullptr, &acc);
-      accs[static_cast<size_t>(t)] = acc;
-      if (grad)
-        for (int64_t i = 0; i < P; ++i) out[i] += tg[i];
-    }
-  });
-
-  if (grad) {
-    for (int64_t i = 0; i < P; ++i) grad[i] = sums[static_cast<size_t>(i)];
-    for (int64_t g = 1; g < groups; ++g)
-      for (int64_t i = 0; i < P; ++i) grad[i] += sums[static_cast<size_t>(g * P + i)];
-    for (int64_t i = 0; i < P; ++i) grad[i] /= T(static_cast<double>(B));
-  }
-  double loss = 0.0;
-  for (int64_t t = 0; t < B; ++t) {
-    loss += losses[static_cast<size_t>(t)];
-    if (task_loss) task_loss[t] = losses[static_cast<size_t>(t)];
-    if (task_acc) task_acc[t] = accs[static_cast<size_t>(t)];
-  }
-  return loss / static_cast<double>(B);
-}
-
-// Logits [nq, N] (OVERWRITTEN) of query inputs xq [nq, d0] against stored support embeddings
-// es [ns, D] with labels ys: the classifier's forward pass.
-template <class T>
-void fewshot_logits(const FewShotSpec& fs, const T* theta, const T* es, const int32_t* ys, int64_t ns, int64_t N,
-                    const T* xq, int64_t nq, T* logits) {
-  static thread_local FewShotWork<T> w;
-  if (nq == 0) return;
-  const T* eq = mlp_forward(fs.emb, theta, xq, nq, w.wq);
-  head_forward(fs, theta, es, ys, ns, eq, nq, N, w);
-  std::memcpy(logits, w.logits.data(), sizeof(T) * static_cast<size_t>(nq * N));
 }
 
 }  // namespace maml

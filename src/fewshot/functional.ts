@@ -5,13 +5,18 @@
  */
 import { callNative } from '../native.js';
 import type { Real } from '../native-types.js';
-import { checkObject, checkReal, precisionOf } from '../validate.js';
+import { checkObject, checkOneOf, checkReal, precisionOf } from '../validate.js';
 import { checkEpisodes, checkFewShotSpec, type Episodes, type FewShotAlgorithm, type MlpOptions, type RelationOptions } from './spec.js';
 
 export interface FewShotLossOptions {
   algorithm: FewShotAlgorithm;
   embedding: MlpOptions;
   relation?: RelationOptions;
+  /**
+   * 'fast' (default): the embedding on the vectorized float32 kernels; 'reference': the
+   * plain-loop core that they are tested against. float64 always runs the reference.
+   */
+  kernel?: 'fast' | 'reference';
 }
 
 export interface FewShotLossResult<A extends Real = Real> {
@@ -35,9 +40,11 @@ export interface FewShotLossResult<A extends Real = Real> {
  */
 export function fewShotLoss<A extends Real>(options: FewShotLossOptions, params: A, episodes: Episodes): FewShotLossResult<A> {
   const where = 'fewShotLoss';
-  const spec = checkFewShotSpec(checkObject(options, where, 'options'), where);
+  const o = checkObject(options, where, 'options');
+  const spec = checkFewShotSpec(o, where);
+  const reference = o.kernel === undefined ? false : checkOneOf(o.kernel, where, 'options.kernel', ['fast', 'reference'] as const) === 'reference';
   const precision = precisionOf(params, where, 'params');
   checkReal(params, where, 'params', precision, spec.nParams, 'embedding then relation parameters');
   const e = checkEpisodes(episodes, spec, precision, where);
-  return callNative((a) => a.fewshotGradient({ ...spec.native, ...e, params })) as FewShotLossResult<A>;
+  return callNative((a) => a.fewshotGradient({ ...spec.native, ...e, params, reference })) as FewShotLossResult<A>;
 }
