@@ -16,11 +16,13 @@ import { runSineJob, SINE_DEFAULTS, type SineJobOptions } from './jobs/sine.js';
 import { backendInfo } from './loader.js';
 import { setThreads } from './native.js';
 import { evalStudentsCommand, trainStudentsCommand, STUDENTS_USAGE } from './jobs/students.js';
+import { evalGlyphsCommand, trainGlyphsCommand, GLYPHS_USAGE } from './jobs/glyphs.js';
 
 const USAGE = `Usage:
   maml-native train sine [options]    meta-train on the sinusoid benchmark of the MAML paper
   maml-native info                    native backends, threads and CUDA devices (JSON)
 ${STUDENTS_USAGE}
+${GLYPHS_USAGE}
 Options of train sine:
   --iterations N     meta-steps (default ${SINE_DEFAULTS.iterations})
   --algorithm A      ${ALGORITHMS.join(' | ')} (default maml)
@@ -100,6 +102,8 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'train' && target === 'sine') return trainSine(rest);
     if (command === 'train' && target === 'students') return await trainStudentsCommand(rest);
     if (command === 'eval' && target === 'students') return await evalStudentsCommand(rest);
+    if (command === 'train' && target === 'glyphs') return trainGlyphsCommand(rest);
+    if (command === 'eval' && target === 'glyphs') return evalGlyphsCommand(rest);
     throw new UsageError(`unknown command '${[command, target].filter(Boolean).join(' ')}'`);
   } catch (err) {
     if (err instanceof UsageError || (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'CUDA_ERROR' // the CUDA runtime reported an error
   | 'UNSUPPORTED' // a valid request this build or backend cannot serve
   | 'NATIVE_LOAD_FAILED' // the native addon could not be loaded
+  | 'MISSING_DEPENDENCY' // an optional npm package a feature needs is not installed
   | 'INTERNAL'; // a bug in maml-native: please report it
 
 export const ERROR_CODES: readonly ErrorCode[] = [
@@ -33,6 +34,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'CUDA_ERROR',
   'UNSUPPORTED',
   'NATIVE_LOAD_FAILED',
+  'MISSING_DEPENDENCY',
   'INTERNAL',
 ];
 

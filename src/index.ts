@@ -46,3 +46,16 @@ export {
 } from './fewshot/learner.js';
 export { fewShotLoss, type FewShotLossOptions, type FewShotLossResult } from './fewshot/functional.js';
 export { FEW_SHOT_ALGORITHMS, type FewShotAlgorithm, type Episodes, type MlpOptions, type RelationOptions } from './fewshot/spec.js';
+// Few-shot baselines and the glyph benchmark (characters rendered from hanzi-writer-data, loaded lazily)
+export {
+  nearestNeighbour, pretrainClassifier, fineTuneEvaluate, bodyFeatures, meanCi95,
+  type EpisodeArrays, type PretrainOptions, type PretrainedBody, type FineTuneOptions,
+} from './fewshot/baselines.js';
+export { loadHanziCharacters, hanziDataDir, HANZI_PACKAGE, type HanziCharacter, type HanziLoadOptions } from './glyphs/hanzi.js';
+export { renderGlyph, rotateImage, DISTORTION_DEFAULTS, type Distortion } from './glyphs/render.js';
+export { glyphDataset, type GlyphDataset, type GlyphDatasetOptions, type GlyphClass } from './glyphs/dataset.js';
+export {
+  trainGlyphs, evaluateGlyphs, episodeAccuracies, glyphDefaults, saveGlyphModel, loadGlyphModel, GLYPH_ALGORITHMS, GLYPH_HIDDEN,
+  type GlyphAlgorithm, type GlyphTrainOptions, type GlyphModel, type GlyphEvalOptions, type GlyphCheckpointInfo,
+} from './glyphs/experiment.js';
+export { runComparison, formatComparison, GLYPH_SETTINGS, PRETRAIN_DEFAULTS, type CompareOptions, type CompareRow } from './glyphs/compare.js';
