@@ -125,3 +125,26 @@ describe('FewShotLearner API', () => {
       expect(m.evaluate(e)).toEqual(l.evaluate(e));
     });
 });
+
+describe('README', () => {
+  it('the few-shot example runs as written and classifies unseen classes well above chance', async () => {
+    const { readFileSync, writeFileSync, mkdirSync } = await import('node:fs');
+    const { resolve } = await import('node:path');
+    const readme = readFileSync(resolve(__dirname, '..', 'README.md'), 'utf8');
+    const code = /## Few-shot classification[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(code, 'the README has a js example under "## Few-shot classification"').toBeTruthy();
+    const gen = resolve(__dirname, '.generated');
+    mkdirSync(gen, { recursive: true });
+    const file = join(gen, 'readme-fewshot.ts');
+    const logged: unknown[] = [];
+    (globalThis as Record<string, unknown>).__fewshotLog = (v: unknown) => logged.push(v);
+    const src = resolve(__dirname, '..', 'src', 'index.ts');
+    writeFileSync(file, `${code!.replace(`from 'maml-native'`, `from ${JSON.stringify(src)}`).replace(/console\.log\(/g, 'globalThis.__fewshotLog(')}\nexport { task };\n`);
+    const mod = await import(file);
+    expect(logged).toHaveLength(2);
+    expect(logged[0] as number).toBeGreaterThan(0.6); // chance: 0.2
+    const pred = logged[1] as Int32Array;
+    expect(pred).toBeInstanceOf(Int32Array);
+    expect(pred.length).toBe(mod.task.yq.length);
+  }, 60_000);
+});
