@@ -15,6 +15,7 @@ import { checkModel, initParams, type Model, type ModelSpec } from './model.js';
 import { callNative, callNativeAsync } from './native.js';
 import type { NativeAddon, NativeBatch, NativeOptim } from './native-types.js';
 import { resolveDevice, type DeviceRequest } from './loader.js';
+import { CudaBackend, type CudaAdaptArgs } from './backend-cuda.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import {
   checkBoolean,
@@ -202,6 +203,9 @@ export class MetaLearner {
   #queue: Promise<unknown> = Promise.resolve();
   /** adaptAsync calls waiting for the end of this turn of the event loop, by step count */
   #coalesced = new Map<number, CoalescedAdapt[]>();
+  /** device: 'cuda': the state on the GPU; #state is its copy, stale after a step until #sync() */
+  #cuda: CudaBackend | null = null;
+  #stale = false;
 
   constructor(options: MetaLearnerOptions) {
     const where = 'MetaLearner';
@@ -236,15 +240,32 @@ export class MetaLearner {
     }
     this.#mom1 = new Float32Array(P + R);
     this.#mom2 = new Float32Array(P + R);
+    if (device === 'cuda') {
+      const m = this.#m;
+      this.#cuda = new CudaBackend({
+        layers: m.layers, activation: m.activation, loss: m.loss, ...this.#inner, ...this.#opt,
+        state: this.#state, learnRates: this.learnInnerLr, rates: this.#inner.rates as Float32Array,
+      });
+    }
+  }
+
+  /** Brings the host copy of the state up to date with the GPU (device: 'cuda'). */
+  #sync(): void {
+    if (this.#cuda && this.#stale) {
+      this.#state.set(this.#cuda.pull());
+      this.#stale = false;
+    }
   }
 
   /** A copy of the parameters θ. */
   get params(): Float32Array {
+    this.#sync();
     return this.#state.slice(0, this.#m.nParams);
   }
 
   /** A copy of the inner rates (per step, or per parameter for meta-sgd). */
   get innerLr(): Float32Array {
+    this.#sync();
     return Float32Array.from(this.#inner.rates);
   }
 
@@ -323,8 +344,17 @@ export class MetaLearner {
   step(batch: MetaBatch): { loss: number; gradNorm: number } {
     this.#checkIdle('step');
     this.#flushAll(); // adaptations called before this step see θ before it
-    const args = this.#stepArgs(this.#checkStepBatch(batch, 'MetaLearner.step'));
+    const b = this.#checkStepBatch(batch, 'MetaLearner.step');
+    if (this.#cuda) return this.#cudaStep(b);
+    const args = this.#stepArgs(b);
     const r = callNative((a) => a.metaStep(args));
+    this.#t++;
+    return r;
+  }
+
+  #cudaStep(b: NativeBatch): { loss: number; gradNorm: number } {
+    const r = this.#cuda!.step(b, this.#t + 1);
+    this.#stale = true;
     this.#t++;
     return r;
   }
@@ -338,6 +368,7 @@ export class MetaLearner {
       return Promise.reject(err);
     }
     return this.#enqueue(async () => {
+      if (this.#cuda) return this.#cudaStep(b); // synchronous on the GPU (one read-back per step)
       const args = this.#stepArgs(b);
       const r = await callNativeAsync((a) => a.metaStepAsync(args));
       this.#t++;
@@ -356,6 +387,7 @@ export class MetaLearner {
 
   #adaptArgs(batch: NativeBatch, steps: number): Parameters<NativeAddon['adaptBatch']>[0] {
     const m = this.#m;
+    if (this.learnInnerLr) this.#sync(); // the rates are read here; θ stays on the GPU
     const { rates, rateStepStride } = ratesForSteps(this.#inner, steps, m.nParams);
     return {
       layers: m.layers,
@@ -392,7 +424,7 @@ export class MetaLearner {
     const where = 'MetaLearner.adapt';
     this.#checkIdle('adapt');
     const args = this.#adaptArgs(this.#supportBatch(support, where), this.#steps(options, where));
-    return new AdaptedModel(this.#m, callNative((a) => a.adaptBatch(args)) as Float32Array);
+    return new AdaptedModel(this.#m, this.#adaptNative(args));
   }
 
   /** adapt() off the event loop. */
@@ -408,7 +440,7 @@ export class MetaLearner {
     if (this.#pending > 0)
       return this.#afterSteps(batch, async (b) => {
         const args = this.#adaptArgs(b, steps);
-        return new AdaptedModel(this.#m, (await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array);
+        return new AdaptedModel(this.#m, await this.#adaptNativeAsync(args));
       });
     // Calls made in the same turn of the event loop share one native call (one batch).
     let group = this.#coalesced.get(steps);
@@ -446,7 +478,7 @@ export class MetaLearner {
     });
     const batch: NativeBatch = { tasks: group.length, supportOffsets, xs, ...(labels ? { ysLabels: ys as Int32Array } : { ys: ys as Float32Array }) };
     const args = this.#adaptArgs(batch, steps);
-    callNativeAsync((a) => a.adaptBatchAsync(args)).then(
+    this.#adaptNativeAsync(args).then(
       (out) => {
         const models = this.#batchModels(out as Float32Array, group.length);
         group.forEach((g, t) => g.resolve(models[t]!));
@@ -472,6 +504,24 @@ export class MetaLearner {
     return this.#enqueue(() => fn(copy));
   }
 
+  /** Adapted parameters [tasks, P]: on the GPU with device 'cuda', else in native threads. */
+  #adaptNative(args: Parameters<NativeAddon['adaptBatch']>[0]): Float32Array {
+    if (this.#cuda) return this.#cuda.adapt(args as CudaAdaptArgs);
+    return callNative((a) => a.adaptBatch(args)) as Float32Array;
+  }
+
+  /** The same off the event loop (on the GPU it runs at once, with θ as it is now). */
+  #adaptNativeAsync(args: Parameters<NativeAddon['adaptBatch']>[0]): Promise<Float32Array> {
+    if (this.#cuda) {
+      try {
+        return Promise.resolve(this.#cuda.adapt(args as CudaAdaptArgs));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return callNativeAsync((a) => a.adaptBatchAsync(args)) as Promise<Float32Array>;
+  }
+
   #batchModels(out: Float32Array, tasks: number): AdaptedModel[] {
     const P = this.#m.nParams;
     return Array.from({ length: tasks }, (_, t) => new AdaptedModel(this.#m, out.subarray(t * P, (t + 1) * P)));
@@ -486,7 +536,7 @@ export class MetaLearner {
     this.#checkIdle('adaptBatch');
     const b = checkBatch(batch, this.#m, 'float32', where, false);
     const args = this.#adaptArgs(b, this.#steps(options, where));
-    return this.#batchModels(callNative((a) => a.adaptBatch(args)) as Float32Array, b.tasks);
+    return this.#batchModels(this.#adaptNative(args), b.tasks);
   }
 
   /** adaptBatch() off the event loop. */
@@ -501,7 +551,7 @@ export class MetaLearner {
     }
     return this.#afterSteps(b, async (nb) => {
       const args = this.#adaptArgs(nb, steps);
-      return this.#batchModels((await callNativeAsync((a) => a.adaptBatchAsync(args))) as Float32Array, nb.tasks);
+      return this.#batchModels(await this.#adaptNativeAsync(args), nb.tasks);
     });
   }
 

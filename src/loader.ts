@@ -8,11 +8,13 @@
  * - the CUDA-enabled addon, `maml_cuda.node`: build-cuda/Release (cmake-js, where nvcc was
  *   found) or prebuilds/<platform>-<arch>/maml_cuda*.node. It is a superset of the CPU addon
  *   with the CUDA runtime linked statically, so it loads on a machine without a GPU and says
- *   why there is no device. MAML_NATIVE_NO_CUDA=1 keeps it unloaded.
+ *   why there is no device. MAML_NATIVE_NO_CUDA=1 keeps it unloaded; MAML_CUDA_PATH names
+ *   the file to load instead.
  *
- * Every load attempt is recorded; `backendInfo()` reports them and never throws. In this
- * version the meta-step runs on the CPU: `resolveDevice('auto')` picks the CPU and says why
- * CUDA was not used, and `resolveDevice('cuda')` throws a MamlError that says why it cannot.
+ * Every load attempt is recorded; `backendInfo()` reports them and never throws.
+ * `resolveDevice('auto')` picks CUDA when the CUDA binary loads, has the meta-step kernels and
+ * sees a device, and otherwise the CPU, saying why CUDA was not used; `resolveDevice('cuda')`
+ * throws a MamlError that says why it cannot.
  */
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -20,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { MamlError, describe } from './errors.js';
-import type { BuildReport, DeviceReport, NativeAddon } from './native-types.js';
+import type { BuildReport, CudaAddon, DeviceReport, NativeAddon } from './native-types.js';
 
 const require = createRequire(import.meta.url);
 /** The package root: src/ and lib/ are both one level down. */
@@ -151,6 +153,8 @@ export function loadNative(): NativeAddon {
 }
 
 function cudaCandidates(): string[] {
+  // MAML_CUDA_PATH names the CUDA binary to use, and then is the only one tried.
+  if (process.env.MAML_CUDA_PATH) return [path.resolve(process.env.MAML_CUDA_PATH)].filter((f) => fs.existsSync(f));
   const files = [path.join(root, 'build-cuda', 'Release', 'maml_cuda.node')];
   const dir = path.join(root, 'prebuilds', platformDir);
   try {
@@ -211,23 +215,33 @@ export function loadCuda(): NativeAddon | null {
 
 interface CudaStatus {
   devicePresent: boolean;
-  /** Why CUDA cannot be used (in this version it never can). */
+  /** The loaded CUDA binary has the meta-step kernels (cudaLearnerCreate). */
+  kernels: boolean;
+  /** Why CUDA cannot be used, or which device it would use. */
   why: string;
 }
 
 function cudaStatus(): CudaStatus {
   loadCuda();
   const c = state.cuda!;
-  if (!('addon' in c)) return { devicePresent: false, why: c.error };
+  if (!('addon' in c)) return { devicePresent: false, kernels: false, why: c.error };
   const r = c.report;
-  if (!r.cudaCompiled) return { devicePresent: false, why: `${c.path} was compiled without CUDA` };
-  if (r.error) return { devicePresent: false, why: `no usable CUDA device: ${r.error.message} [${r.error.code}]` };
-  if (r.deviceCount === 0 || r.devices.length === 0) return { devicePresent: false, why: 'no usable CUDA device: the CUDA runtime reports 0 devices' };
+  const kernels = typeof (c.addon as Partial<CudaAddon>).cudaLearnerCreate === 'function';
+  if (!r.cudaCompiled) return { devicePresent: false, kernels, why: `${c.path} was compiled without CUDA` };
+  if (r.error) return { devicePresent: false, kernels, why: `no usable CUDA device: ${r.error.message} [${r.error.code}]` };
+  if (r.deviceCount === 0 || r.devices.length === 0) return { devicePresent: false, kernels, why: 'no usable CUDA device: the CUDA runtime reports 0 devices' };
   const names = r.devices.map((d) => `${d.name}, compute capability ${d.computeCapability}`).join('; ');
-  return {
-    devicePresent: true,
-    why: `a CUDA device is present (${names}), but the CUDA meta-step kernels are not in this version of maml-native`,
-  };
+  if (!kernels) return { devicePresent: true, kernels, why: `a CUDA device is present (${names}), but ${c.path} has no CUDA meta-step kernels (an older build: run \`npm run build:cuda\`)` };
+  return { devicePresent: true, kernels, why: `CUDA device 0 of ${names}` };
+}
+
+/**
+ * The CUDA binary, for the CUDA backend (src/backend-cuda.ts).
+ * @throws MamlError NO_DEVICE or UNSUPPORTED, as resolveDevice('cuda').
+ */
+export function loadCudaKernels(): CudaAddon {
+  resolveDevice('cuda');
+  return (state.cuda as { addon: NativeAddon }).addon as CudaAddon;
 }
 
 /** Everything the loader knows, loading what it can. Never throws. */
@@ -266,10 +280,10 @@ export function backendInfo(): BackendInfo {
 }
 
 /**
- * Picks the device for a request. In this version: 'cpu' and 'auto' give the CPU ('auto' says
- * why CUDA was not used); 'cuda' throws.
+ * Picks the device for a request: 'cpu' gives the CPU; 'cuda' gives CUDA or throws; 'auto'
+ * gives CUDA when it is usable, else the CPU with the reason.
  * @throws MamlError INVALID_ARGUMENT for an unknown request; NO_DEVICE for 'cuda' without a
- * usable CUDA device; UNSUPPORTED for 'cuda' with a device (the kernels come in a later version).
+ * usable CUDA device; UNSUPPORTED for 'cuda' with a device but a CUDA binary without kernels.
  * @example resolveDevice('auto') // { device: 'cpu', reason: 'CUDA not used: no CUDA binary was built (...)' }
  */
 export function resolveDevice(request: DeviceRequest): { device: 'cpu' | 'cuda'; reason: string } {
@@ -278,10 +292,8 @@ export function resolveDevice(request: DeviceRequest): { device: 'cpu' | 'cuda';
   }
   if (request === 'cpu') return { device: 'cpu', reason: "device 'cpu' was requested" };
   const status = cudaStatus();
+  if (status.devicePresent && status.kernels) return { device: 'cuda', reason: `device '${request}': ${status.why}` };
   if (request === 'auto') return { device: 'cpu', reason: `CUDA not used: ${status.why}` };
   if (!status.devicePresent) throw new MamlError('NO_DEVICE', `device 'cuda' was requested, but ${status.why}`);
-  throw new MamlError(
-    'UNSUPPORTED',
-    `CUDA kernels arrive in a later version of maml-native: ${status.why}. Use device: 'cpu' or 'auto'.`,
-  );
+  throw new MamlError('UNSUPPORTED', `device 'cuda' was requested, but ${status.why}. Use device: 'cpu' or 'auto'.`);
 }

@@ -1,5 +1,5 @@
 // The loader: the CPU addon loads, every failure is explained, and device requests resolve to
-// the CPU with a reason while the CUDA kernels are not in this version. Run:
+// CUDA where a device is usable, else to the CPU with a reason. Run:
 // `npx vitest run test/loader.test.ts`. The CUDA tests need build-cuda/Release/maml_cuda.node
 // (`npm run build:cuda`, where nvcc is installed) and skip without it.
 import fs from 'node:fs';
@@ -16,7 +16,7 @@ import type { NativeAddon } from '../src/native-types.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cudaBinary = path.join(root, 'build-cuda', 'Release', 'maml_cuda.node');
 const cudaBuilt = fs.existsSync(cudaBinary);
-// A usable GPU changes the expected answers: NO_DEVICE becomes UNSUPPORTED.
+// A usable GPU changes the expected answers: 'auto' and 'cuda' give CUDA.
 const devicePresent = (() => {
   if (!cudaBuilt) return false;
   try {
@@ -135,13 +135,13 @@ describe('resolveDevice', () => {
     expect(resolveDevice('cpu').device).toBe('cpu');
   });
 
-  it("'auto' falls back to the CPU and says why CUDA was not used", () => {
+  it.skipIf(devicePresent)(`'auto' falls back to the CPU and says why CUDA was not used${skippedDevice}`, () => {
     const r = resolveDevice('auto');
     expect(r.device).toBe('cpu');
     expect(r.reason).toMatch(/^CUDA not used: \S/);
   });
 
-  // Skipped where a GPU is usable: there 'cuda' throws UNSUPPORTED (the next test).
+  // Skipped where a GPU is usable: there 'cuda' gives CUDA (the next test).
   it.skipIf(devicePresent)(`'cuda' throws NO_DEVICE where no CUDA device is usable${skippedDevice}`, () => {
     const err = thrown(() => resolveDevice('cuda'));
     expect(err).toBeInstanceOf(MamlError);
@@ -149,11 +149,11 @@ describe('resolveDevice', () => {
     expect((err as MamlError).message).toMatch(/^device 'cuda' was requested, but \S/);
   });
 
-  // Runs only where a GPU is usable: the kernels are not in this version.
-  it.skipIf(!devicePresent)(`'cuda' throws UNSUPPORTED where a device is present${skippedNoDevice}`, () => {
-    const err = thrown(() => resolveDevice('cuda')) as MamlError;
-    expect(err.code).toBe('UNSUPPORTED');
-    expect(err.message).toContain('later version');
+  // Runs only where a GPU is usable.
+  it.skipIf(!devicePresent)(`'cuda' and 'auto' give CUDA where a device is present${skippedNoDevice}`, () => {
+    expect(resolveDevice('cuda')).toMatchObject({ device: 'cuda' });
+    expect(resolveDevice('auto').device).toBe('cuda');
+    expect(resolveDevice('auto').reason).toMatch(/CUDA device 0 of \S/);
   });
 
   it('an unknown request throws INVALID_ARGUMENT', () => {

@@ -1,0 +1,62 @@
+/**
+ * The CUDA backend of MetaLearner: parameters, learned rates and optimizer moments live on the
+ * GPU (native/cuda/cuda_learner.cu). A step sends the batch and reads back the loss and the
+ * gradient norm; the state comes back only when asked (`pull`), which MetaLearner does lazily
+ * before anything reads its parameters. Every native error becomes a MamlError with its code.
+ */
+import { fromNative } from './errors.js';
+import { loadCudaKernels } from './loader.js';
+import type { CudaAddon, CudaLearnerHandle, NativeBatch, NativeInner, NativeOptim, NativeSpec } from './native-types.js';
+
+export interface CudaCreateArgs extends NativeSpec, NativeInner, NativeOptim {
+  /** [P + R] the initial parameters, then the learned rates (R = 0 when fixed) */
+  state: Float32Array;
+  learnRates: boolean;
+  /** the fixed rates (when learnRates is false) */
+  rates?: Float32Array;
+}
+
+export interface CudaAdaptArgs extends NativeBatch {
+  steps: number;
+  rates: Float32Array;
+  rateStepStride: number;
+  rateParamStride: number;
+}
+
+function call<R>(fn: () => R): R {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+export class CudaBackend {
+  readonly #addon: CudaAddon;
+  readonly #handle: CudaLearnerHandle;
+  /** where the last step kept each task's working memory: 'shared' or 'global' */
+  memory = 'none';
+
+  /** @throws MamlError NO_DEVICE / UNSUPPORTED (no usable device), OUT_OF_MEMORY, CUDA_ERROR */
+  constructor(args: CudaCreateArgs) {
+    this.#addon = loadCudaKernels();
+    this.#handle = call(() => this.#addon.cudaLearnerCreate(args));
+  }
+
+  /** One meta-step on the device with optimizer step number t (1-based). */
+  step(batch: NativeBatch, t: number): { loss: number; gradNorm: number } {
+    const r = call(() => this.#addon.cudaLearnerStep(this.#handle, { ...batch, t }));
+    this.memory = r.memory;
+    return { loss: r.loss, gradNorm: r.gradNorm };
+  }
+
+  /** A copy of the device state [P + R]. */
+  pull(): Float32Array {
+    return call(() => this.#addon.cudaLearnerGetState(this.#handle));
+  }
+
+  /** Adapted parameters [tasks, P] of every task's support set, from the device parameters. */
+  adapt(args: CudaAdaptArgs): Float32Array {
+    return call(() => this.#addon.cudaLearnerAdapt(this.#handle, args));
+  }
+}

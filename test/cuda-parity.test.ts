@@ -1,0 +1,174 @@
+// The CUDA backend against the CPU: the meta-gradient computed on the GPU (cudaMetaGradient,
+// the kernels MetaLearner uses) against the float64 reference core, and MetaLearner training
+// and adaptation with device 'cuda' against device 'cpu'. Fresh random inputs; every
+// algorithm, loss, activation; meta-batch sizes 1, 7, 25, 130; widths that are not multiples of
+// 32; the wide net 1-256-256-1 (global-memory path).
+// Tolerances (relative 2-norm error, worst element reported): meta-gradients 1e-4 per inner
+// step against float64 (float32 arithmetic, other summation order than the CPU), rate
+// gradients 1e-3 per step; parameters after 5 training steps 1e-3 against the CPU learner.
+//
+// The GPU suites need a usable CUDA device and the CUDA-enabled binary
+// (build-cuda/Release/maml_cuda.node); elsewhere they are skipped and say why in their names.
+// The build tests run wherever nvcc is found.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it, expect } from 'vitest';
+import { MamlError, MetaLearner, initParams, paramCount, sinusoid, type Algorithm, type ModelSpec } from '../src/index.js';
+import { checkBatch, checkInner, type MetaBatch } from '../src/inner.js';
+import { backendInfo, loadCuda, loadNative } from '../src/loader.js';
+import { checkModel } from '../src/model.js';
+import type { CudaAddon } from '../src/native-types.js';
+import { Rng } from '../src/rng.js';
+// @ts-expect-error: a plain ES module without type declarations
+import { findNvcc } from '../scripts/build-native.mjs';
+import { MODELS, expectClose, modelName, randomArray, randomTargets } from './helpers.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const cudaBinary = process.env.MAML_CUDA_PATH ?? path.join(root, 'build-cuda', 'Release', 'maml_cuda.node');
+const info = backendInfo();
+const cuda = loadCuda() as CudaAddon | null;
+const kernels = typeof cuda?.cudaMetaGradient === 'function';
+const device = kernels && info.cuda.devices.length > 0 && !/no usable CUDA device/.test(info.cuda.error ?? '');
+const noDeviceWhy = !cuda
+  ? `no CUDA binary: ${info.cuda.error}`
+  : !kernels
+    ? 'the CUDA binary has no meta-step kernels (stale build: npm run build:cuda)'
+    : `no usable CUDA device: ${info.cuda.error}`;
+const nvcc = findNvcc() as string | null;
+const cudaWanted = nvcc !== null && ['', '0', 'false'].includes(process.env.MAML_NATIVE_NO_CUDA ?? '');
+
+describe('the CUDA build', () => {
+  it.skipIf(!cudaWanted)(`exists where nvcc is found (built at install time)${cudaWanted ? '' : ' (skipped: no nvcc, or MAML_NATIVE_NO_CUDA)'}`, () => {
+    expect(fs.existsSync(cudaBinary), `${cudaBinary} missing although nvcc is at ${nvcc}: see build-cuda/cuda-build.log`).toBe(true);
+    expect(cuda, info.cuda.error).not.toBeNull();
+    expect(kernels, 'the CUDA binary lacks cudaMetaGradient: rebuild with `npm run build:cuda`').toBe(true);
+    expect(cuda!.deviceInfo().cudaCompiled).toBe(true);
+  });
+
+  it.skipIf(!kernels || device)(`without a device, the GPU entry points throw NO_DEVICE instead of aborting${kernels && !device ? '' : ' (skipped: needs the CUDA binary and no device)'}`, () => {
+    const model: ModelSpec = { layers: [1, 8, 1], activation: 'relu', loss: 'mse' };
+    const batch = sinusoid({ shots: 3, queries: 3, seed: 1 }).sample(2);
+    const m = checkModel(model, 't');
+    const a = { layers: m.layers, activation: m.activation, loss: m.loss, params: initParams(model), ...checkInner({}, m, 'float32', 't'), ...checkBatch(batch, m, 'float32', 't', true) };
+    let code: unknown;
+    try {
+      cuda!.cudaMetaGradient(a);
+    } catch (err) {
+      code = (err as { code?: string }).code;
+    }
+    expect(code).toBe('NO_DEVICE');
+    let err: unknown;
+    try {
+      new MetaLearner({ model, device: 'cuda' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(MamlError);
+    expect((err as MamlError).code).toBe('NO_DEVICE');
+    expect(new MetaLearner({ model, device: 'auto' }).device).toBe('cpu');
+  });
+});
+
+const ALGOS: Algorithm[] = ['maml', 'fomaml', 'reptile', 'meta-sgd', 'anil'];
+const SINE: ModelSpec = { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' };
+const WIDE: ModelSpec = { layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' };
+const ODD: ModelSpec[] = [
+  { layers: [5, 33, 7, 3], activation: 'tanh', loss: 'mse' },
+  { layers: [9, 17, 45, 4], activation: 'tanh', loss: 'cross-entropy' },
+  { layers: [3, 70, 2], activation: 'relu', loss: 'binary-cross-entropy' },
+];
+
+function uniformBatch(rng: Rng, model: ModelSpec, tasks: number, K: number, Q: number): MetaBatch {
+  const d0 = model.layers[0]!;
+  return {
+    tasks, support: K, query: Q,
+    xs: randomArray(rng, tasks * K * d0, 1, Float32Array), ys: randomTargets(rng, model, tasks * K, Float32Array),
+    xq: randomArray(rng, tasks * Q * d0, 1, Float32Array), yq: randomTargets(rng, model, tasks * Q, Float32Array),
+  } as MetaBatch;
+}
+
+function f64(b: MetaBatch): MetaBatch {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(b)) out[k] = v instanceof Float32Array ? Float64Array.from(v) : v;
+  return out as unknown as MetaBatch;
+}
+
+/** GPU meta-gradient of a float32 batch against the float64 reference core on the same values. */
+function checkGradient(model: ModelSpec, batch: MetaBatch, algorithm: Algorithm, innerSteps: number, seed: number) {
+  const m = checkModel(model, 't');
+  const rng = new Rng(seed);
+  const P = paramCount(model);
+  const lr = algorithm === 'meta-sgd' ? Float32Array.from(randomArray(rng, P, 0.05).map((r) => Math.abs(r) + 0.01)) : 0.05;
+  const stepWeights = algorithm === 'reptile' ? undefined : Array.from({ length: innerSteps + 1 }, (_, i) => (i === innerSteps ? 1 : 0.3));
+  const opts = { algorithm, innerSteps, innerLr: lr, ...(stepWeights ? { stepWeights } : {}) };
+  const p32 = Float32Array.from(initParams(model, { seed }));
+  const base = { layers: m.layers, activation: m.activation, loss: m.loss, wantRateGrad: true };
+  const gpu = cuda!.cudaMetaGradient({ ...base, params: p32, ...checkInner(opts, m, 'float32', 't'), ...checkBatch(batch, m, 'float32', 't', true) });
+  const opts64 = { ...opts, innerLr: lr instanceof Float32Array ? Float64Array.from(lr) : lr };
+  const ref = loadNative().metaGradient({
+    ...base, params: Float64Array.from(p32), ...checkInner(opts64, m, 'float64', 't'), ...checkBatch(f64(batch), m, 'float64', 't', true), reference: true,
+  });
+  const tol = 1e-4 * innerSteps;
+  expect(Math.abs(gpu.loss - ref.loss)).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(ref.loss)));
+  expectClose(gpu.grad, ref.grad, tol, `gradient (${gpu.memory} memory)`);
+  if (ref.rateGrad) expectClose(gpu.rateGrad!, ref.rateGrad, 10 * tol, 'rate gradient');
+  return gpu.memory;
+}
+
+describe.skipIf(!device)(`CUDA meta-gradients match the reference${device ? '' : ` (skipped: ${noDeviceWhy})`}`, () => {
+  for (const model of [...MODELS, ...ODD, SINE]) {
+    for (const algorithm of ALGOS) {
+      it(`${algorithm}, ${modelName(model)}, B = 1, 7, 25, 130`, () => {
+        const rng = new Rng(model.layers.length * 31 + algorithm.length);
+        for (const B of [1, 7, 25, 130]) checkGradient(model, uniformBatch(rng, model, B, 5 + (B % 4), 6), algorithm, B === 7 ? 3 : 1, B);
+      });
+    }
+  }
+
+  it('the sinusoid net runs in shared memory; 5 inner steps', () => {
+    expect(checkGradient(SINE, uniformBatch(new Rng(3), SINE, 25, 10, 10), 'maml', 5, 3)).toBe('shared');
+  });
+
+  it('the wide net 1-256-256-1 (global-memory scratch), maml and meta-sgd, 2 inner steps', () => {
+    const rng = new Rng(4);
+    for (const algorithm of ['maml', 'meta-sgd'] as Algorithm[]) checkGradient(WIDE, uniformBatch(rng, WIDE, 9, 10, 10), algorithm, 2, 5);
+  });
+
+  it('ragged tasks, one with an empty support set', () => {
+    const rng = new Rng(8);
+    const model = ODD[1]!;
+    const so = Int32Array.from([0, 0, 4, 11, 12]), qo = Int32Array.from([0, 3, 5, 14, 15]);
+    const batch = {
+      tasks: 4, supportOffsets: so, queryOffsets: qo,
+      xs: randomArray(rng, 12 * 9, 1, Float32Array), ys: randomTargets(rng, model, 12, Float32Array),
+      xq: randomArray(rng, 15 * 9, 1, Float32Array), yq: randomTargets(rng, model, 15, Float32Array),
+    } as MetaBatch;
+    for (const algorithm of ALGOS) checkGradient(model, batch, algorithm, 2, 9);
+  });
+});
+
+describe.skipIf(!device)(`MetaLearner on CUDA matches the CPU learner${device ? '' : ` (skipped: ${noDeviceWhy})`}`, () => {
+  const cases: [ModelSpec, Algorithm, 'adam' | 'sgd'][] = [
+    [SINE, 'maml', 'adam'], [SINE, 'meta-sgd', 'adam'], [MODELS[2]!, 'anil', 'sgd'], [ODD[2]!, 'fomaml', 'adam'], [SINE, 'reptile', 'sgd'],
+  ];
+  for (const [model, algorithm, kind] of cases) {
+    it(`5 steps of ${algorithm} with ${kind}, ${modelName(model)}, then adaptBatch`, () => {
+      const o = { model, algorithm, innerSteps: 2, seed: 7, optimizer: { kind, lr: 1e-3, momentum: kind === 'sgd' ? 0.9 : 0, clipNorm: 10 } };
+      const gpu = new MetaLearner({ ...o, device: 'cuda' });
+      const cpu = new MetaLearner({ ...o, device: 'cpu' });
+      expect(gpu.device).toBe('cuda');
+      const rng = new Rng(12);
+      for (let i = 0; i < 5; i++) {
+        const batch = uniformBatch(rng, model, 25, 10, 10);
+        const a = gpu.step(batch), b = cpu.step(batch);
+        expect(Math.abs(a.loss - b.loss)).toBeLessThanOrEqual(1e-3 * Math.max(1, Math.abs(b.loss)));
+      }
+      expectClose(gpu.params, cpu.params, 1e-3, 'parameters after 5 steps');
+      if (algorithm === 'meta-sgd') expectClose(gpu.innerLr, cpu.innerLr, 1e-3, 'learned rates');
+      const support = uniformBatch(rng, model, 7, 10, 1);
+      const ga = gpu.adaptBatch(support), ca = cpu.adaptBatch(support);
+      for (let t = 0; t < 7; t++) expectClose(ga[t]!.params, ca[t]!.params, 1e-3, `adapted task ${t}`);
+    });
+  }
+});
