@@ -172,21 +172,3 @@ export interface CudaAddon extends NativeAddon {
   metaGradientCudaHost(o: Parameters<NativeAddon['metaGradient']>[0]): { loss: number; grad: Real; rateGrad?: Real };
   adaptBatchCudaHost(o: Parameters<NativeAddon['adaptBatch']>[0]): Real;
 }
-
-/** A CUDA learner's state on the GPU (native/binding/cuda_ops.cc); opaque to TypeScript. */
-export type CudaLearnerHandle = { readonly __brand: 'CudaLearnerHandle' };
-
-/**
- * Exports of the CUDA-enabled binary only (maml_cuda.node), plus the host-compiled CUDA task
- * kernel that both binaries export for tests (metaGradientCudaHost, adaptBatchCudaHost).
- */
-export interface CudaAddon extends NativeAddon {
-  cudaLearnerCreate(o: NativeSpec & NativeInner & NativeOptim & { state: Float32Array; learnRates: boolean; rates?: Float32Array }): CudaLearnerHandle;
-  cudaLearnerStep(h: CudaLearnerHandle, o: NativeBatch & { t: number }): { loss: number; gradNorm: number; memory: string };
-  cudaLearnerGetState(h: CudaLearnerHandle): Float32Array;
-  cudaLearnerSetState(h: CudaLearnerHandle, state: Float32Array): void;
-  cudaLearnerAdapt(h: CudaLearnerHandle, o: NativeBatch & { steps: number; rates: Float32Array; rateStepStride: number; rateParamStride: number }): Float32Array;
-  cudaMetaGradient(o: Parameters<NativeAddon['metaGradient']>[0]): { loss: number; grad: Float32Array; rateGrad?: Float32Array; memory: string };
-  metaGradientCudaHost(o: Parameters<NativeAddon['metaGradient']>[0]): { loss: number; grad: Real; rateGrad?: Real };
-  adaptBatchCudaHost(o: Parameters<NativeAddon['adaptBatch']>[0]): Real;
-}
