@@ -63,11 +63,10 @@ struct TaskWork {
   typename Net::Work mlp;
   std::vector<T> thetas;  // [(S+1), P]: theta_0..theta_S
   std::vector<T> grads;   // [S, P]: g_0..g_{S-1}
-  std::vector<T> v, u, hv, gq;
+  std::vector<T> u, hv, gq;  // (the backward vector v lives in the caller's grad)
   void reserve(int64_t P, int S) {
     thetas.resize(static_cast<size_t>(checked_mul(S + 1, P, "inner-loop parameters")));
     grads.resize(static_cast<size_t>(checked_mul(S > 0 ? S : 1, P, "inner-loop gradients")));
-    v.resize(P);
     u.resize(P);
     hv.resize(P);
     gq.resize(P);
@@ -134,11 +133,14 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
     return Net::loss_and_grad(s, thS, task.xs, task.ys, task.ns, w.mlp, nullptr);
   }
 
-  // v_S = w_S grad L_qry(theta_S)
+  // v_S = w_S grad L_qry(theta_S). v lives in grad (the result), and a weight of 1 needs no
+  // scaling pass: both skip copies only, the arithmetic is the same.
   double loss = 0.0;
-  T* v = w.v.data();
+  T* v = grad;
   const double wS = cfg.weights[S];
-  if (wS != 0.0) {
+  if (wS == 1.0) {
+    loss += Net::loss_and_grad(s, thS, task.xq, task.yq, task.nq, w.mlp, v);
+  } else if (wS != 0.0) {
     loss += wS * Net::loss_and_grad(s, thS, task.xq, task.yq, task.nq, w.mlp, w.gq.data());
     for (int64_t i = 0; i < P; ++i) v[i] = T(wS) * w.gq[i];
   } else {
@@ -175,7 +177,6 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
       for (int64_t i = 0; i < P; ++i) v[i] += T(ws) * w.gq[i];
     }
   }
-  for (int64_t i = 0; i < P; ++i) grad[i] = v[i];
   return loss;
 }
 

@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 
+#include "fast_batch.hpp"
 #include "fast_mlp.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -85,6 +86,17 @@ __attribute__((flatten)) void inner_base(const ModelSpec& fs, const MetaConfig& 
   inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
 }
 
+// dst += src, for the batch driver's reduction tree.
+__attribute__((noinline)) MAML_TARGET("arch=x86-64-v4") void add_v4(float* __restrict d, const float* __restrict a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] += a[i];
+}
+__attribute__((noinline)) MAML_TARGET("arch=x86-64-v3") void add_v3(float* __restrict d, const float* __restrict a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] += a[i];
+}
+__attribute__((noinline)) void add_base(float* __restrict d, const float* __restrict a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] += a[i];
+}
+
 // 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2 + FMA), 1 = baseline. MAML_CPU_LEVEL=1|3|4 caps it.
 int fast_level() {
   static const int level = [] {
@@ -136,8 +148,9 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
   // (thread_local names inside the lambdas would mean the worker's own: pass a pointer)
   const float* th = theta_f.data();
   const int level = fast_level();
-  const double loss = meta_gradient_batch_with(
-      fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), [&](const TaskData<float>& d, float* g, float* rg) {
+  const AddFn add = level == 4 ? add_v4 : level == 3 ? add_v3 : add_base;
+  const double loss = fast_batch_with(
+      fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), add, [&](const TaskData<float>& d, float* g, float* rg) {
         if (level == 4) {
           static thread_local Work<Kernels512> w;
           return task_v4(fs, cfg, th, fr.rates, d, w, g, rg);

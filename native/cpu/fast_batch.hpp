@@ -1,0 +1,118 @@
+// fast_batch.hpp: the fast path's meta-batch driver: tasks over the thread pool, their
+// gradients summed by a pairwise tree that the workers compute as they finish.
+//
+// Same contract as core/batch.hpp's meta_gradient_batch_with (which the reference keeps):
+// task_fn(task, grad [P], OVERWRITTEN; rate_grad [R], ACCUMULATED) -> loss; the driver
+// OVERWRITES grad [P] and rate_grad [R] with the MEAN over tasks and returns the mean loss.
+//
+// Why a tree: with one slot per task, summing B slots in order on the calling thread after
+// the parallel part was serial work (B·P additions, half of them on slots the other core had
+// just written) that took a tenth of a small meta-step. Here leaf g is task group g (G tasks
+// summed in order, G from core's group_size: 1 unless memory is short); at level k the node
+// with left leaf i (a multiple of 2^(k+1)) is slot[i] += slot[i + 2^k] when that leaf exists.
+// Whichever job completes a node's second child adds it, so the additions are spread over the
+// threads and mostly read a slot still in the adding core's cache; but every node adds the
+// same two operands in the same order, so the result depends on B and P only, never on the
+// number of threads or on which thread finished first.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/batch.hpp"
+
+namespace maml::cpu {
+
+// Arrival counters of the tree's nodes for one call: [levels, leaves].
+class TreeCounters {
+ public:
+  void reset(int64_t leaves) {
+    levels_ = 0;
+    while ((INT64_C(1) << levels_) < leaves) ++levels_;
+    const int64_t n = levels_ * leaves;
+    if (n > cap_) {
+      arrived_.reset(new std::atomic<uint8_t>[static_cast<size_t>(n)]);
+      cap_ = n;
+    }
+    for (int64_t i = 0; i < n; ++i) arrived_[i].store(0, std::memory_order_relaxed);
+    leaves_ = leaves;
+  }
+
+  // Called by the job that has just written leaf `leaf`: adds every node whose other child is
+  // already complete, going up, and stops at the first node whose other child is not (that
+  // child's finisher continues from there). add(dst, src) must do slot[dst] += slot[src].
+  template <class Add>
+  void finish(int64_t leaf, const Add& add) {
+    int64_t i = leaf;
+    for (int k = 0; k < levels_; ++k) {
+      const int64_t span = INT64_C(1) << k;
+      const int64_t left = i & ~(2 * span - 1), right = left + span;
+      if (right < leaves_) {
+        // acq_rel: the first arrival publishes its subtree's slot, the second one reads it
+        if (arrived_[k * leaves_ + left].fetch_add(1, std::memory_order_acq_rel) == 0) return;
+        add(left, right);
+      }
+      i = left;
+    }
+  }
+
+ private:
+  std::unique_ptr<std::atomic<uint8_t>[]> arrived_;
+  int64_t cap_ = 0, leaves_ = 0;
+  int levels_ = 0;
+};
+
+// dst[i] += src[i], i < n: the caller passes a version compiled for its instruction set.
+using AddFn = void (*)(float* dst, const float* src, int64_t n);
+
+template <class TaskFn>
+double fast_batch_with(const ModelSpec& s, const MetaConfig& cfg, const Rates<float>& rates,
+                       const BatchData<float>& batch, float* grad, float* rate_grad, AddFn add_into,
+                       const TaskFn& task_fn) {
+  const int64_t P = s.n_params;
+  const int64_t R = cfg.want_rate_grad ? rates.length : 0;
+  const int64_t slot = P + R;
+  const int64_t B = batch.tasks;
+  MAML_CHECK(B >= 1, InvalidArgument, "a meta-batch needs at least one task");
+  const int64_t G = group_size(B, slot);
+  const int64_t groups = (B + G - 1) / G;
+  // Small buffers (up to 16 MB) are kept per calling thread across calls; larger ones are freed.
+  const size_t n_sums = static_cast<size_t>(checked_mul(groups, slot, "meta-gradient slots"));
+  static thread_local std::vector<float> kept;
+  static thread_local TreeCounters tree_kept;
+  TreeCounters& tree = tree_kept;  // (inside the lambda, the thread_local's name would mean the worker's own)
+  std::vector<float> once;
+  std::vector<float>& sums = n_sums * sizeof(float) <= (size_t(16) << 20) ? kept : once;
+  sums.resize(n_sums);
+  std::vector<double> losses(static_cast<size_t>(groups));
+  tree.reset(groups);
+
+  parallel_for(groups, [&](int64_t g, int) {
+    float* out = sums.data() + g * slot;
+    for (int64_t i = P; i < slot; ++i) out[i] = 0;  // rate gradients accumulate
+    double loss = 0.0;
+    const int64_t end = std::min(B, (g + 1) * G);
+    loss += task_fn(batch.task(s, g * G), out, out + P);  // the group's first task writes its slot
+    if (end > g * G + 1) {
+      static thread_local std::vector<float> tg;
+      tg.resize(static_cast<size_t>(P));
+      for (int64_t t = g * G + 1; t < end; ++t) {
+        loss += task_fn(batch.task(s, t), tg.data(), out + P);
+        add_into(out, tg.data(), P);
+      }
+    }
+    losses[static_cast<size_t>(g)] = loss;
+    tree.finish(g, [&](int64_t dst, int64_t src) { add_into(sums.data() + dst * slot, sums.data() + src * slot, slot); });
+  });
+
+  const float* sum = sums.data();  // the tree's root; divided as in core (x / B, not x * (1 / B))
+  const float b = static_cast<float>(static_cast<double>(B));
+  for (int64_t i = 0; i < P; ++i) grad[i] = sum[i] / b;
+  for (int64_t i = 0; i < R; ++i) rate_grad[i] = sum[P + i] / b;
+  double loss = 0.0;
+  for (int64_t g = 0; g < groups; ++g) loss += losses[static_cast<size_t>(g)];
+  return loss / static_cast<double>(B);
+}
+
+}  // namespace maml::cpu
