@@ -39,6 +39,18 @@ void adapt_batch_any(bool reference, const ModelSpec& s, const MetaConfig& cfg, 
   adapt_batch(s, cfg, theta, rates, batch, adapted);
 }
 
+// The fast path's clipping and optimizer update (float only; never called for double).
+template <class T>
+double clip_norm_any(T* grad, int64_t n, double max_norm) {
+  if constexpr (std::is_same_v<T, float>) return cpu::fast_clip_grad_norm(grad, n, max_norm);
+  return clip_grad_norm(grad, n, max_norm);
+}
+template <class T>
+void optimizer_step_any(const OptimConfig& c, T* p, T* grad, T* m, T* v, int64_t n, int64_t t) {
+  if constexpr (std::is_same_v<T, float>) return cpu::fast_optimizer_step(c, p, grad, m, v, n, t);
+  optimizer_step(c, p, grad, m, v, n, t);
+}
+
 template <class T>
 Napi::TypedArrayOf<T> new_array(const Napi::Env& env, int64_t n) {
   return Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(n));
@@ -217,11 +229,14 @@ struct StepJob {
     }
     std::vector<T> grad(static_cast<size_t>(state_len), T(0));
     loss = meta_batch(reference, spec, cfg, state, rates, batch.args.data, grad.data(), grad.data() + P);
-    grad_norm = clip_grad_norm(grad.data(), state_len, opt.clip_norm);
+    const bool fast = std::is_same_v<T, float> && !reference;  // the fast path's vectorized optimizer
+    grad_norm = fast ? clip_norm_any(grad.data(), state_len, opt.clip_norm)
+                     : clip_grad_norm(grad.data(), state_len, opt.clip_norm);
     MAML_CHECK(std::isfinite(grad_norm) && std::isfinite(loss), NonFinite,
                "the meta-gradient is not finite (loss " + std::to_string(loss) +
                    "); the parameters were left unchanged. Lower the learning rates or clip the gradient.");
-    optimizer_step(opt, state, grad.data(), m, v, state_len, t);
+    if (fast) optimizer_step_any(opt, state, grad.data(), m, v, state_len, t);
+    else optimizer_step(opt, state, grad.data(), m, v, state_len, t);
   }
 
   Napi::Value result(const Napi::Env& env) const {

@@ -3,6 +3,7 @@
 // kernels compiled for AVX-512, AVX2 and baseline x86-64, chosen at run time.
 #pragma once
 #include "core/batch.hpp"
+#include "core/optim.hpp"
 
 namespace maml::cpu {
 
@@ -14,6 +15,10 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
 // Adapted parameters [B, P]: as core adapt_batch<float>.
 void fast_adapt_batch(const ModelSpec& s, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
                       const BatchData<float>& batch, float* adapted);
+
+// MetaLearner.step's clipping and update: as core clip_grad_norm and optimizer_step<float>, vectorized.
+double fast_clip_grad_norm(float* grad, int64_t n, double max_norm);
+void fast_optimizer_step(const OptimConfig& c, float* p, float* grad, float* m, float* v, int64_t n, int64_t t);
 
 // The instruction set the fast kernels run with on this machine: "avx512", "avx2" or "baseline".
 const char* fast_isa();
