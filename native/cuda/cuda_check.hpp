@@ -19,10 +19,14 @@ inline Error cuda_error(cudaError_t e, const char* what) {
     case cudaErrorNoDevice:
       return Error(Code::NoDevice, "no CUDA device: " + text);
     case cudaErrorInsufficientDriver:
-    case cudaErrorCallRequiresNewerDriver:
+    case cudaErrorCallRequiresNewerDriver: {
+      int driver = 0;
+      if (cudaDriverGetVersion(&driver) != cudaSuccess || driver == 0)
+        return Error(Code::NoDevice, "no NVIDIA driver was found (no GPU on this machine?): " + text);
       return Error(Code::NoDevice, "the NVIDIA driver is too old for this binary's CUDA runtime " +
                                        std::to_string(CUDART_VERSION / 1000) + "." +
                                        std::to_string(CUDART_VERSION % 1000 / 10) + ": " + text);
+    }
     default:
       return Error(Code::CudaError, text);
   }

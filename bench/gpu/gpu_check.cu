@@ -1,0 +1,381 @@
+// gpu_check.cu: the GPU checks without Node.js, for bench/gpu.sh (the GPU machine may have no
+// Node). Links the CUDA learner (native/cuda) and the float64 reference core (native/core).
+//
+//   gpu_check parity            CUDA meta-gradients vs the float64 reference: every algorithm,
+//                               loss, activation, B in {1, 7, 25, 130}, odd widths, the wide net,
+//                               ragged tasks; 5 training steps vs the core's optimizer. Exit 1 on
+//                               any failure. Tolerance: rel 1e-4 per inner step (gradients),
+//                               1e-3 per step (rate gradients), 1e-3 (parameters after 5 steps).
+//   gpu_check bench OUT.json    median wall time of CudaLearner::step (batch upload, kernels,
+//                               read-back, update) for the issue's cases; JSON lines to OUT.json
+//
+// Build (bench/gpu.sh does it):
+//   nvcc -std=c++17 -O3 -arch=sm_90 -I native bench/gpu/gpu_check.cu native/cuda/meta_kernels.cu \
+//        native/cuda/cuda_learner.cu native/cpu/thread_pool.cc -o gpu_check
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/batch.hpp"
+#include "core/optim.hpp"
+#include "cuda/cuda_learner.hpp"
+
+using namespace maml;
+
+namespace {
+
+struct Case {
+  std::vector<int64_t> dims;
+  int act = 0, loss = 0;
+  Algorithm algo = Algorithm::MAML;
+  int steps = 1;
+  int rate_kind = 0;  // 0 scalar per step, 1 per parameter, 2 per step and parameter
+  bool multi_weights = false;
+};
+
+std::string name_of(const Case& c) {
+  static const char* algos[] = {"maml", "fomaml", "reptile", "meta-sgd", "anil"};
+  std::string s = std::string(algos[static_cast<int>(c.algo)]) + " [";
+  for (size_t i = 0; i < c.dims.size(); ++i) s += (i ? "-" : "") + std::to_string(c.dims[i]);
+  s += std::string("] ") + (c.act ? "tanh " : "relu ") + (c.loss == 0 ? "mse" : c.loss == 1 ? "ce" : "bce");
+  return s + " S=" + std::to_string(c.steps);
+}
+
+// A batch with its own storage; rows per task drawn in [lo, hi] (uniform when lo == hi).
+struct Batch {
+  int64_t tasks = 0;
+  std::vector<int64_t> s_off, q_off;
+  std::vector<double> xs, ys, xq, yq;
+  std::vector<int32_t> ysl, yql;
+  std::vector<float> fxs, fys, fxq, fyq;
+};
+
+Batch make_batch(std::mt19937& rng, const ModelSpec& s, int64_t B, int lo, int hi, bool empty_first) {
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::uniform_int_distribution<int> rows(lo, hi), lab(0, static_cast<int>(s.out_dim()) - 1), bit(0, 1);
+  Batch b;
+  b.tasks = B;
+  b.s_off.assign(B + 1, 0);
+  b.q_off.assign(B + 1, 0);
+  for (int64_t t = 0; t < B; ++t) {
+    b.s_off[t + 1] = b.s_off[t] + ((empty_first && t == 0) ? 0 : rows(rng));
+    b.q_off[t + 1] = b.q_off[t] + rows(rng);
+  }
+  const auto fill = [&](int64_t n, std::vector<double>& x, std::vector<double>& y, std::vector<int32_t>& l) {
+    x.resize(n * s.in_dim());
+    for (double& v : x) v = u(rng) * 5;
+    if (s.loss == Loss::CrossEntropy) {
+      l.resize(n);
+      for (int32_t& v : l) v = lab(rng);
+    } else {
+      y.resize(n * s.out_dim());
+      for (double& v : y) v = s.loss == Loss::MSE ? u(rng) * 3 : bit(rng);
+    }
+  };
+  fill(b.s_off[B], b.xs, b.ys, b.ysl);
+  fill(b.q_off[B], b.xq, b.yq, b.yql);
+  const auto f = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  b.fxs = f(b.xs), b.fys = f(b.ys), b.fxq = f(b.xq), b.fyq = f(b.yq);
+  return b;
+}
+
+cuda::HostBatch host_of(const Batch& b) {
+  cuda::HostBatch h;
+  h.tasks = b.tasks;
+  h.s_off = b.s_off.data();
+  h.q_off = b.q_off.data();
+  h.xs = b.fxs.data();
+  h.ys = b.fys.empty() ? nullptr : b.fys.data();
+  h.ys_lab = b.ysl.empty() ? nullptr : b.ysl.data();
+  h.xq = b.fxq.data();
+  h.yq = b.fyq.empty() ? nullptr : b.fyq.data();
+  h.yq_lab = b.yql.empty() ? nullptr : b.yql.data();
+  return h;
+}
+
+template <class T>
+BatchData<T> data_of(const Batch& b, const std::vector<T>& xs, const std::vector<T>& ys, const std::vector<T>& xq,
+                     const std::vector<T>& yq) {
+  BatchData<T> d;
+  d.tasks = b.tasks;
+  d.s_off = b.s_off.data();
+  d.q_off = b.q_off.data();
+  d.xs = xs.data();
+  d.xq = xq.data();
+  if (!b.ysl.empty()) {
+    d.ys.labels = b.ysl.data();
+    d.yq.labels = b.yql.data();
+  } else {
+    d.ys.y = ys.data();
+    d.yq.y = yq.data();
+  }
+  return d;
+}
+
+std::vector<double> init_params(const ModelSpec& s, std::mt19937& rng) {
+  std::vector<double> p(s.n_params);
+  for (int l = 1; l <= s.layers(); ++l) {
+    std::uniform_real_distribution<double> u(-1 / std::sqrt(double(s.dims[l - 1])), 1 / std::sqrt(double(s.dims[l - 1])));
+    for (int64_t i = s.w_off[l]; i < s.b_off[l] + s.dims[l]; ++i) p[i] = u(rng);
+  }
+  return p;
+}
+
+double rel(const float* a, const double* b, int64_t n) {
+  double d = 0, na = 0, nb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    d += (a[i] - b[i]) * (a[i] - b[i]);
+    na += double(a[i]) * a[i];
+    nb += b[i] * b[i];
+  }
+  if (!std::isfinite(d)) return INFINITY;
+  return std::sqrt(d) / std::max({std::sqrt(na), std::sqrt(nb), 1e-12});
+}
+
+struct Setup {
+  ModelSpec spec;
+  MetaConfig cfg;
+  std::vector<double> rates;
+  int64_t ss = 0, ps = 0;
+};
+
+Setup setup_of(const Case& c, std::mt19937& rng, bool learn) {
+  Setup st;
+  st.spec = make_spec(c.dims, c.act, c.loss);
+  st.cfg.algo = c.algo;
+  st.cfg.steps = c.steps;
+  st.cfg.weights.assign(c.steps + 1, 0.0);
+  st.cfg.weights[c.steps] = 1.0;
+  if (c.multi_weights && c.algo != Algorithm::Reptile)
+    for (int s = 0; s < c.steps; ++s) st.cfg.weights[s] = 0.3;
+  st.cfg.want_rate_grad = learn && st.cfg.second_order();
+  const int64_t P = st.spec.n_params;
+  std::uniform_real_distribution<double> u(0.01, 0.06);
+  if (c.rate_kind == 0) st.rates.resize(std::max(c.steps, 1)), st.ss = 1, st.ps = 0;
+  else if (c.rate_kind == 1) st.rates.resize(P), st.ss = 0, st.ps = 1;
+  else st.rates.resize(std::max(c.steps, 1) * P), st.ss = P, st.ps = 1;
+  for (double& r : st.rates) r = u(rng);
+  return st;
+}
+
+cuda::LearnerConfig learner_config(const Setup& st, const std::vector<double>& p) {
+  cuda::LearnerConfig lc;
+  lc.spec = st.spec;
+  lc.cfg = st.cfg;
+  lc.state.assign(p.begin(), p.end());
+  if (st.cfg.want_rate_grad) lc.state.insert(lc.state.end(), st.rates.begin(), st.rates.end());
+  else lc.fixed_rates.assign(st.rates.begin(), st.rates.end());
+  lc.rate_step_stride = st.ss;
+  lc.rate_param_stride = st.ps;
+  return lc;
+}
+
+int failures = 0;
+
+void parity_gradient(const Case& c, int64_t B, int lo, int hi, bool ragged, std::mt19937& rng) {
+  const Setup st = setup_of(c, rng, true);
+  const std::vector<double> p = init_params(st.spec, rng);
+  // the float64 reference sees the float32-rounded values the GPU sees
+  std::vector<double> p32(p.begin(), p.end()), r32(st.rates.begin(), st.rates.end());
+  for (double& v : p32) v = float(v);
+  for (double& v : r32) v = float(v);
+  Batch b = make_batch(rng, st.spec, B, lo, hi, ragged);
+  for (auto* v : {&b.xs, &b.ys, &b.xq, &b.yq})
+    for (double& x : *v) x = float(x);
+  Rates<double> rr;
+  rr.data = r32.data();
+  rr.step_stride = st.ss;
+  rr.param_stride = st.ps;
+  rr.length = static_cast<int64_t>(r32.size());
+  std::vector<double> g(st.spec.n_params), rg(r32.size(), 0.0);
+  const double ref_loss =
+      meta_gradient_batch<double>(st.spec, st.cfg, p32.data(), rr, data_of(b, b.xs, b.ys, b.xq, b.yq), g.data(), rg.data());
+  cuda::CudaLearner learner(learner_config(st, p32));
+  std::vector<float> gg(st.spec.n_params), grg(r32.size());
+  const double loss = learner.meta_gradient(host_of(b), gg.data(), grg.data());
+  const double tol = 1e-4 * std::max(1, c.steps);
+  const double eg = rel(gg.data(), g.data(), st.spec.n_params);
+  const double er = st.cfg.want_rate_grad ? rel(grg.data(), rg.data(), static_cast<int64_t>(rg.size())) : 0;
+  const double el = std::fabs(loss - ref_loss) / std::max(1.0, std::fabs(ref_loss));
+  const bool ok = eg <= tol && er <= 10 * tol && el <= tol;
+  failures += !ok;
+  std::printf("%s %-52s B=%-4lld%s grad %.1e rate %.1e loss %.1e (%s memory)\n", ok ? "ok  " : "FAIL", name_of(c).c_str(),
+              static_cast<long long>(B), ragged ? " ragged" : "", eg, er, el, learner.last_memory());
+}
+
+void parity_training(const Case& c, OptimConfig opt, std::mt19937& rng) {
+  const Setup st = setup_of(c, rng, c.algo == Algorithm::MetaSGD);
+  std::vector<double> p = init_params(st.spec, rng);
+  for (double& v : p) v = float(v);
+  cuda::LearnerConfig lc = learner_config(st, p);
+  lc.opt = opt;
+  cuda::CudaLearner learner(lc);
+  // the CPU learner: float32 reference core and optimizer, as ops.cc's StepJob does
+  std::vector<float> state = lc.state, m(state.size()), v(state.size());
+  const int64_t P = st.spec.n_params;
+  for (int t = 1; t <= 5; ++t) {
+    const Batch b = make_batch(rng, st.spec, 25, 10, 10, false);
+    learner.step(host_of(b), t);
+    Rates<float> rr;
+    std::vector<float> fixed(st.rates.begin(), st.rates.end());
+    rr.data = st.cfg.want_rate_grad ? state.data() + P : fixed.data();
+    rr.step_stride = st.ss;
+    rr.param_stride = st.ps;
+    rr.length = static_cast<int64_t>(st.rates.size());
+    std::vector<float> grad(state.size(), 0.0f);
+    meta_gradient_batch<float>(st.spec, st.cfg, state.data(), rr, data_of(b, b.fxs, b.fys, b.fxq, b.fyq), grad.data(),
+                               grad.data() + P);
+    clip_grad_norm(grad.data(), static_cast<int64_t>(grad.size()), opt.clip_norm);
+    optimizer_step(opt, state.data(), grad.data(), m.data(), v.data(), static_cast<int64_t>(state.size()), t);
+  }
+  std::vector<float> got(state.size());
+  learner.get_state(got.data());
+  const std::vector<double> want(state.begin(), state.end());
+  const double e = rel(got.data(), want.data(), static_cast<int64_t>(got.size()));
+  const bool ok = e <= 1e-3;
+  failures += !ok;
+  std::printf("%s %-52s 5 steps (%s), state rel %.1e\n", ok ? "ok  " : "FAIL", name_of(c).c_str(),
+              opt.kind == 0 ? "adam" : "sgd", e);
+}
+
+int parity() {
+  std::mt19937 rng(12345);
+  const std::vector<std::vector<int64_t>> shapes = {{1, 40, 40, 1}, {5, 33, 7, 3}, {9, 17, 45, 4}, {3, 70, 2}};
+  const Algorithm algos[] = {Algorithm::MAML, Algorithm::FOMAML, Algorithm::Reptile, Algorithm::MetaSGD, Algorithm::ANIL};
+  for (int loss = 0; loss < 3; ++loss)
+    for (int act = 0; act < 2; ++act)
+      for (const Algorithm a : algos)
+        for (const int64_t B : {1, 7, 25, 130}) {
+          Case c;
+          c.dims = shapes[(loss * 2 + act + static_cast<int>(a)) % shapes.size()];
+          if (loss == 1 && c.dims.back() < 2) c.dims.back() = 3;
+          c.act = act, c.loss = loss, c.algo = a, c.steps = B == 7 ? 3 : 1;
+          c.rate_kind = a == Algorithm::MetaSGD ? 1 : 0;
+          c.multi_weights = B == 25;
+          parity_gradient(c, B, 5, 10, false, rng);
+        }
+  for (const int kind : {0, 1, 2}) {
+    Case c;
+    c.dims = {4, 19, 3};
+    c.loss = 1;
+    c.act = 1;
+    c.algo = kind == 0 ? Algorithm::MAML : Algorithm::MetaSGD;
+    c.steps = 2;
+    c.rate_kind = kind;
+    parity_gradient(c, 9, 1, 12, true, rng);
+  }
+  Case sine;
+  sine.dims = {1, 40, 40, 1};
+  sine.steps = 5;
+  parity_gradient(sine, 1024, 10, 10, false, rng);
+  Case wide;
+  wide.dims = {1, 256, 256, 1};
+  wide.steps = 2;
+  parity_gradient(wide, 9, 10, 10, false, rng);
+  wide.algo = Algorithm::MetaSGD;
+  wide.rate_kind = 1;
+  parity_gradient(wide, 3, 10, 10, false, rng);
+  OptimConfig adam, sgd;
+  adam.clip_norm = 10;
+  sgd.kind = 1;
+  sgd.lr = 1e-2;
+  sgd.momentum = 0.9;
+  sine.steps = 2;
+  parity_training(sine, adam, rng);
+  sine.algo = Algorithm::MetaSGD;
+  sine.rate_kind = 1;
+  parity_training(sine, adam, rng);
+  Case anil;
+  anil.dims = {4, 30, 3};
+  anil.loss = 1;
+  anil.algo = Algorithm::ANIL;
+  parity_training(anil, sgd, rng);
+  std::printf("parity: %d failure(s)\n", failures);
+  return failures ? 1 : 0;
+}
+
+int bench(const char* out_path) {
+  FILE* out = std::fopen(out_path, "w");
+  if (!out) {
+    std::perror(out_path);
+    return 1;
+  }
+  struct BenchCase {
+    const char* name;
+    std::vector<int64_t> dims;
+    int64_t B;
+    int steps;
+  };
+  const BenchCase cases[] = {
+      {"sine_B1024_S5", {1, 40, 40, 1}, 1024, 5},
+      {"sine_B25_S5", {1, 40, 40, 1}, 25, 5},
+      {"wide_B256_S5", {1, 256, 256, 1}, 256, 5},
+      {"sine_B25_S1", {1, 40, 40, 1}, 25, 1},
+  };
+  std::mt19937 rng(7);
+  for (const BenchCase& bc : cases) {
+    try {
+      Case c;
+      c.dims = bc.dims;
+      c.steps = bc.steps;
+      const Setup st = setup_of(c, rng, false);
+      cuda::LearnerConfig lc = learner_config(st, init_params(st.spec, rng));
+      for (float& r : lc.fixed_rates) r = 0.01f;
+      cuda::CudaLearner learner(lc);
+      std::vector<Batch> batches;
+      for (int i = 0; i < 8; ++i) batches.push_back(make_batch(rng, st.spec, bc.B, 10, 10, false));
+      int64_t t = 1;
+      for (int i = 0; i < 20; ++i) learner.step(host_of(batches[i % 8]), t++);
+      std::vector<double> us;
+      const auto start = std::chrono::steady_clock::now();
+      while (us.size() < 50 || (us.size() < 2000 && std::chrono::steady_clock::now() - start < std::chrono::seconds(3))) {
+        const auto a = std::chrono::steady_clock::now();
+        learner.step(host_of(batches[us.size() % 8]), t++);
+        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+      }
+      std::sort(us.begin(), us.end());
+      // FLOPs per meta-step (MAML): F = 2 n Σ d_{l-1} d_l per pass; inner steps 3F each, reverse
+      // steps 9F each (forward, R-forward, backward, R-backward), query 3F: (12 S + 3) F per task.
+      double sum = 0;
+      for (size_t l = 1; l < bc.dims.size(); ++l) sum += double(bc.dims[l - 1]) * bc.dims[l];
+      const double flops = (12.0 * bc.steps + 3) * 2 * 10 * sum * bc.B;
+      const double med = us[us.size() / 2];
+      std::fprintf(out,
+                   "{\"case\":\"%s\",\"impl\":\"maml-native-cuda\",\"median_us\":%.2f,\"p10_us\":%.2f,\"p90_us\":%.2f,"
+                   "\"n\":%zu,\"flops\":%.0f,\"tflops\":%.3f,\"memory\":\"%s\"}\n",
+                   bc.name, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), flops, flops / med * 1e-6,
+                   learner.last_memory());
+      std::printf("bench %-16s median %9.1f us (p10 %.1f, p90 %.1f, n %zu), %.2f TFLOP/s, %s memory\n", bc.name, med,
+                  us[us.size() / 10], us[us.size() * 9 / 10], us.size(), flops / med * 1e-6, learner.last_memory());
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      std::replace(msg.begin(), msg.end(), '"', '\'');
+      std::replace(msg.begin(), msg.end(), '\\', '/');
+      std::fprintf(out, "{\"case\":\"%s\",\"impl\":\"maml-native-cuda\",\"error\":\"%s\"}\n", bc.name, msg.c_str());
+      std::printf("bench %-16s FAILED: %s\n", bc.name, e.what());
+    }
+    std::fflush(out);
+  }
+  std::fclose(out);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  try {
+    if (mode == "parity") return parity();
+    if (mode == "bench" && argc > 2) return bench(argv[2]);
+  } catch (const std::exception& e) {
+    std::printf("FAILED: %s\n", e.what());
+    return 2;
+  }
+  std::fprintf(stderr, "usage: gpu_check parity | gpu_check bench OUT.json\n");
+  return 2;
+}
