@@ -3,7 +3,7 @@
  * 5-way 1-shot, 5-way 5-shot, 20-way 1-shot and 20-way 5-shot, each on the same held-out test
  * episodes (one sampler seed per setting), accuracy with a 95% confidence interval.
  *
- * Learners are read from `DIR/<algorithm>-<ways>way-<shots>shot.safetensors` when a checkpoint
+ * Learners are read from `DIR/<algorithm>-<training ways>way-<shots>shot.safetensors` when a checkpoint
  * trained on the same dataset options is there (as `train glyphs` writes them), and trained
  * with the defaults and saved there otherwise. The pre-trained baseline's body is cached as
  * `DIR/pretrained.safetensors` the same way.
@@ -66,7 +66,8 @@ function sameOptions(a: unknown, b: unknown): boolean {
 }
 
 function getLearner(data: GlyphDataset, o: CompareOptions, alg: GlyphAlgorithm, ways: number, shots: number, log: (l: string) => void): { model: GlyphModel; seconds: number } {
-  const path = join(o.dir, `${alg}-${ways}way-${shots}shot.safetensors`);
+  // named by the training episodes: metric learners trained 20-way serve both 5- and 20-way tests
+  const path = join(o.dir, `${alg}-${glyphDefaults(alg, ways, shots).trainWays}way-${shots}shot.safetensors`);
   if (existsSync(path) && existsSync(sidecarPath(path))) {
     const { model, info } = loadGlyphModel(path);
     if (sameOptions(info.dataset, o.dataset)) {

@@ -30,7 +30,9 @@ Options of train glyphs (defaults depend on the algorithm; see README):
   --algorithm A      ${GLYPH_ALGORITHMS.join(' | ')} (default protonet)
   --ways N --shots K classes per episode and examples per class (default 5, 1)
   --iterations N     meta-steps      --meta-batch B  episodes per meta-step    --lr L  Adam's rate
-  --queries Q        query examples per class in training episodes (default 5)
+  --queries Q        query examples per class in training episodes (default 5; reptile 1)
+  --train-shots K    support examples per class in training episodes (default: --shots; reptile 10)
+  --train-ways N     classes per training episode (default: --ways; maml, fomaml, reptile need --ways)
   --inner-lr A --inner-steps S --test-steps S   maml, fomaml, reptile: the inner loop
   --episodes N       test episodes evaluated after training (default 1000; 0 skips)
   --out FILE         checkpoint (default out/glyphs-ALGORITHM-Nway-Kshot.safetensors, plus .glyphs.json)
@@ -100,6 +102,8 @@ export function trainGlyphsCommand(argv: string[]): number {
         ways: { type: 'string' },
         shots: { type: 'string' },
         queries: { type: 'string' },
+        'train-shots': { type: 'string' },
+        'train-ways': { type: 'string' },
         iterations: { type: 'string' },
         'meta-batch': { type: 'string' },
         lr: { type: 'string' },
@@ -118,6 +122,8 @@ export function trainGlyphsCommand(argv: string[]): number {
     const d = glyphDefaults(algorithm, ways, shots);
     opts = {
       ...d,
+      trainWays: intOption(values['train-ways'], 'train-ways', d.trainWays, 2),
+      trainShots: intOption(values['train-shots'], 'train-shots', d.trainShots, 1),
       queries: intOption(values.queries, 'queries', d.queries, 1),
       iterations: intOption(values.iterations, 'iterations', d.iterations, 1),
       metaBatch: intOption(values['meta-batch'], 'meta-batch', d.metaBatch, 1),
