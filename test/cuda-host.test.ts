@@ -158,6 +158,34 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     }
   });
 
+  // The GPU's decomposition of the work: each task on a block of host threads that meet at a
+  // barrier in every sync(). Against the one-thread run (float64): 1e-12, since only the two
+  // block reductions sum in another order; and bit-identical over repeated runs (a missing
+  // barrier or two threads writing one element would make it wrong or irreproducible).
+  for (const threads of [3, 32]) {
+    it(`a block of ${threads} host threads gives the one-thread result, reproducibly`, () => {
+      const rng = new Rng(40 + threads);
+      for (const [model, algorithm, rateKind] of [
+        [EXTRA[0]!, 'maml', 'per-step'], [MODELS[2]!, 'meta-sgd', 'per-step-param'], [EXTRA[2]!, 'anil', 'scalar'],
+        [MODELS[4]!, 'fomaml', 'scalar'], [EXTRA[3]!, 'reptile', 'scalar'], [MODELS[0]!, 'maml', 'scalar'],
+      ] as [ModelSpec, Algorithm, 'scalar' | 'per-step' | 'per-param' | 'per-step-param'][]) {
+        const batch = raggedBatch(rng, model, 4, 9);
+        const o = options(rng, model, algorithm, 2, rateKind);
+        const a = args(model, Float64Array.from(initParams(model, { seed: 6 })), batch, o, 'float64');
+        const one = addon.metaGradientCudaHost(a);
+        const many = addon.metaGradientCudaHost({ ...(a as object), blockThreads: threads });
+        const again = addon.metaGradientCudaHost({ ...(a as object), blockThreads: threads });
+        const what = `${algorithm} ${modelName(model)}`;
+        expectClose(many.grad, one.grad, 1e-12, `${what}: gradient`);
+        if (one.rateGrad) expectClose(many.rateGrad!, one.rateGrad, 1e-12, `${what}: rate gradient`);
+        expect(Math.abs(many.loss - one.loss)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(one.loss)));
+        expect(Array.from(again.grad)).toEqual(Array.from(many.grad));
+        const adapted = addon.adaptBatchCudaHost({ ...(a as object), blockThreads: threads });
+        expect(Array.from(adapted)).toEqual(Array.from(addon.adaptBatchCudaHost(a)));
+      }
+    });
+  }
+
   it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
     const rng = new Rng(3);
     const model = EXTRA[0]!;

@@ -1,10 +1,18 @@
 // cuda_host.cc: the CUDA task kernel (native/cuda/task_kernel.hpp) compiled for the host with
-// a one-thread block, exposed for tests: metaGradientCudaHost and adaptBatchCudaHost take the
-// same options as metaGradient and adaptBatch (float32 or float64 by the type of params) and
-// run the GPU's per-task code path and its task-ordered reduction on the CPU. This is how a
-// machine without a GPU checks the kernels' logic (test/cuda-host.test.ts).
+// a block of host threads, exposed for tests: metaGradientCudaHost and adaptBatchCudaHost take
+// the same options as metaGradient and adaptBatch (float32 or float64 by the type of params)
+// and run the GPU's per-task code path and its task-ordered reduction on the CPU. This is how
+// a machine without a GPU checks the kernels' logic (test/cuda-host.test.ts).
+//
+// Option blockThreads (default 1): 1 runs each task on a SerialBlock; n > 1 runs it on n
+// std::threads that meet at a barrier in every sync(), the GPU block's decomposition of the
+// work, so that a missing sync() or two threads writing one element shows up as a wrong or
+// irreproducible result.
 #include "cuda_host.hpp"
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "args.hpp"
@@ -12,6 +20,47 @@
 
 namespace maml::binding {
 namespace {
+
+class HostBarrier {
+ public:
+  explicit HostBarrier(int n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    const unsigned gen = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      ++gen_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return gen != gen_; });
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int n_, count_ = 0;
+  unsigned gen_ = 0;
+};
+
+// A block of host threads: thread t of n, sync() = a barrier of all n.
+struct ThreadBlock {
+  int t, n;
+  HostBarrier* bar;
+  int tid() const { return t; }
+  int size() const { return n; }
+  void sync() const { bar->wait(); }
+};
+
+// Runs fn(block) on a SerialBlock, or on `threads` host threads sharing one barrier.
+template <class Fn>
+void run_block(int threads, const Fn& fn) {
+  if (threads <= 1) return fn(cuda::SerialBlock{});
+  HostBarrier bar(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { fn(ThreadBlock{t, threads, &bar}); });
+  for (std::thread& th : pool) th.join();
+}
 
 template <class T>
 cuda::KArgs<T> kargs_of(const BatchArgs<T>& b, const T* theta, const T* rates, const std::vector<T>& weights) {
@@ -41,14 +90,16 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   const cuda::KModel m = cuda::make_kmodel(s);
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks, slot = static_cast<int64_t>(m.P) + c.R;
-  const cuda::Layout lay = cuda::plan_layout(m, c.steps, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), 1);
+  const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
+  const cuda::Layout lay = cuda::plan_layout(m, c.steps, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
   const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
   cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
   std::vector<T> work(static_cast<size_t>(lay.total)), slots(static_cast<size_t>(checked_mul(B, slot, "slots"))),
       losses(static_cast<size_t>(B));
   for (int64_t t = 0; t < B; ++t)
-    cuda::task_meta_step(cuda::SerialBlock{}, m, c, a, static_cast<int>(t), work.data(), lay, slots.data() + t * slot,
-                         losses.data() + t);
+    run_block(threads, [&](const auto& blk) {
+      cuda::task_meta_step(blk, m, c, a, static_cast<int>(t), work.data(), lay, slots.data() + t * slot, losses.data() + t);
+    });
   auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(m.P));
   auto rate_grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(c.R));
   for (int64_t i = 0; i < slot; ++i) {
@@ -76,13 +127,17 @@ Napi::Value adapt_host_t(const Napi::Env& env, const Napi::Object& o, const Mode
   const cuda::KModel m = cuda::make_kmodel(s);
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks;
-  const cuda::Layout lay = cuda::plan_layout(m, c.steps, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), 1);
+  const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
+  const cuda::Layout lay = cuda::plan_layout(m, c.steps, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
   const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
   const cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
   std::vector<T> work(static_cast<size_t>(lay.total));
   auto out = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(checked_mul(B, m.P, "adapted parameters")));
+  T* adapted = out.Data();
   for (int64_t t = 0; t < B; ++t)
-    cuda::task_adapt(cuda::SerialBlock{}, m, c, a, static_cast<int>(t), work.data(), lay, out.Data() + t * m.P);
+    run_block(threads, [&](const auto& blk) {
+      cuda::task_adapt(blk, m, c, a, static_cast<int>(t), work.data(), lay, adapted + t * m.P);
+    });
   return out;
 }
 
