@@ -1,7 +1,10 @@
 // Bad inputs to the few-shot learners: each gives a MamlError with a stable code, and leaves
 // the learner unchanged.
 import { describe, expect, it } from 'vitest';
-import { FewShotLearner, MamlError, fewShotLoss, type ErrorCode } from '../src/index.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FewShotLearner, MamlError, MetaLearner, fewShotLoss, type ErrorCode } from '../src/index.js';
 import { Rng } from '../src/rng.js';
 import { clusterEpisodes } from './fewshot-helpers.js';
 
@@ -122,5 +125,26 @@ describe('FewShotLearner.adapt, the classifier and fewShotLoss', () => {
     expectCode(() => l.adapt({ x: new Float32Array(4), labels: Int32Array.of(0) }), 'BUSY');
     await p;
     expect(l.steps).toBe(1);
+  });
+});
+
+describe('few-shot checkpoints', () => {
+  it('refuse other files: a MetaLearner checkpoint, garbage, a missing file; MetaLearner refuses a few-shot one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fewshot-bad-'));
+    try {
+      const meta = join(dir, 'meta.safetensors');
+      new MetaLearner({ model: { layers: [4, 8, 3], activation: 'relu', loss: 'cross-entropy' } }).save(meta);
+      expectCode(() => FewShotLearner.load(meta), 'CORRUPT_FILE', /few-shot/);
+      const fs = join(dir, 'fs.safetensors');
+      new FewShotLearner({ algorithm: 'protonet', embedding }).save(fs);
+      expectCode(() => MetaLearner.load(fs), 'CORRUPT_FILE');
+      const junk = join(dir, 'junk.safetensors');
+      writeFileSync(junk, 'not a checkpoint');
+      expectCode(() => FewShotLearner.load(junk), 'CORRUPT_FILE');
+      expectCode(() => FewShotLearner.load(join(dir, 'missing.safetensors')), 'IO_ERROR');
+      expectCode(() => new FewShotLearner({ algorithm: 'protonet', embedding }).save(''), 'INVALID_ARGUMENT');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
