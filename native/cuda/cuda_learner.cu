@@ -74,7 +74,7 @@ struct CudaLearner::Impl {
   int64_t step_stride = 0, param_stride = 0, rates_len = 0;
   const char* memory = "none";
 
-  DeviceBuffer<float> state, m1, m2, grad, fixed_rates, weights, slots, losses, scratch, adapted, adapt_rates;
+  DeviceBuffer<float> state, m1, m2, grad, fixed_rates, weights, slots, partial, losses, scratch, adapted, adapt_rates;
   DeviceBuffer<double> out2;
   DeviceBuffer<char> batch;
   PinnedBuffer pinned, pinned_out;
@@ -151,7 +151,8 @@ struct CudaLearner::Impl {
     a.losses = losses.grow(static_cast<size_t>(B));
     const Layout lay = plan_layout(m, cfg.steps, max_rows(m, b.s_off, b.q_off, B), kThreads);
     launch_meta_tasks(m, kc, a, static_cast<int>(B), lay, placement(lay, B), stream);
-    launch_reduce(a.slots, slot, B, grad.ptr, stream);
+    float* part = partial.grow(static_cast<size_t>(checked_mul(reduce_chunks(B), slot, "reduction scratch")));
+    launch_reduce(a.slots, slot, B, part, grad.ptr, stream);
     if (N > slot) CUDA_CHECK(cudaMemsetAsync(grad.ptr + slot, 0, sizeof(float) * static_cast<size_t>(N - slot), stream));
     launch_finish(a.losses, B, grad.ptr, N, out2.ptr, stream);
     double* h = reinterpret_cast<double*>(pinned_out.ptr);
@@ -162,8 +163,8 @@ struct CudaLearner::Impl {
   }
 
   void release() {
-    for (DeviceBuffer<float>* d : {&state, &m1, &m2, &grad, &fixed_rates, &weights, &slots, &losses, &scratch, &adapted,
-                                   &adapt_rates})
+    for (DeviceBuffer<float>* d : {&state, &m1, &m2, &grad, &fixed_rates, &weights, &slots, &partial, &losses, &scratch,
+                                   &adapted, &adapt_rates})
       d->release();
     out2.release();
     batch.release();

@@ -32,10 +32,19 @@ __global__ void adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout l
   task_adapt(DeviceBlock{}, m, c, a, t, work, lay, a.adapted + static_cast<int64_t>(t) * m.P);
 }
 
-// One thread per element; tasks in index order (the same mean_over_tasks as the host test).
-__global__ void reduce_kernel(const float* slots, int64_t slot, int64_t tasks, float* grad) {
+// Level 1: partial[c, i] = sum of chunk c's tasks (blockIdx.y = c); level 2: grad[i] = sum of
+// the chunks in order / B. The order of mean_over_tasks (task_kernel.hpp), on many threads.
+__global__ void chunk_kernel(const float* slots, int64_t slot, int64_t tasks, float* partial) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < slot) grad[i] = mean_over_tasks(slots, slot, tasks, i);
+  if (i < slot) partial[blockIdx.y * slot + i] = chunk_sum(slots, slot, tasks, blockIdx.y, i);
+}
+
+__global__ void reduce_kernel(const float* partial, int64_t slot, int64_t chunks, int64_t tasks, float* grad) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= slot) return;
+  float s = 0.0f;
+  for (int64_t c = 0; c < chunks; ++c) s += partial[c * slot + i];
+  grad[i] = s / static_cast<float>(tasks);
 }
 
 constexpr int kFinishThreads = 1024;
@@ -125,9 +134,15 @@ void launch_adapt_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a
   launch_tasks(adapt_tasks_kernel<true>, adapt_tasks_kernel<false>, m, c, a, tasks, lay, how, stream);
 }
 
-void launch_reduce(const float* slots, int64_t slot, int64_t tasks, float* grad, cudaStream_t stream) {
+int64_t reduce_chunks(int64_t tasks) { return (tasks + kReduceChunk - 1) / kReduceChunk; }
+
+void launch_reduce(const float* slots, int64_t slot, int64_t tasks, float* partial, float* grad, cudaStream_t stream) {
   if (slot <= 0) return;
-  reduce_kernel<<<blocks_for(slot, 256), 256, 0, stream>>>(slots, slot, tasks, grad);
+  const int64_t chunks = reduce_chunks(tasks);
+  MAML_CHECK(chunks < 65536, TooLarge, "too many tasks in one meta-batch for the GPU reduction");
+  chunk_kernel<<<dim3(blocks_for(slot, 256), static_cast<unsigned>(chunks)), 256, 0, stream>>>(slots, slot, tasks, partial);
+  CUDA_CHECK(cudaGetLastError());
+  reduce_kernel<<<blocks_for(slot, 256), 256, 0, stream>>>(partial, slot, chunks, tasks, grad);
   CUDA_CHECK(cudaGetLastError());
 }
 

@@ -3,7 +3,7 @@
 //
 // A meta-step is four launches on one stream:
 //   1. meta_tasks   one block per task runs task_meta_step (task_kernel.hpp): slots [B, P + R], losses [B]
-//   2. reduce       grad[i] = mean over tasks of slots[:, i], tasks summed in index order
+//   2. reduce       grad[i] = mean over tasks of slots[:, i], fixed order (chunks of 32 tasks)
 //   3. finish       one block: loss = mean of losses, norm = ||grad||_2 (double, fixed tree order)
 //   4. update       clipping by the host-computed coefficient, weight decay, Adam or SGD (optim.hpp)
 #pragma once
@@ -31,8 +31,10 @@ void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a,
                        const TaskLaunch& how, cudaStream_t stream);
 void launch_adapt_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
                         const TaskLaunch& how, cudaStream_t stream);
-// grad [slot] = mean over tasks of slots [tasks, slot].
-void launch_reduce(const float* slots, int64_t slot, int64_t tasks, float* grad, cudaStream_t stream);
+// grad [slot] = mean over tasks of slots [tasks, slot], in mean_over_tasks' order;
+// partial: scratch of reduce_chunks(tasks) * slot floats.
+int64_t reduce_chunks(int64_t tasks);
+void launch_reduce(const float* slots, int64_t slot, int64_t tasks, float* partial, float* grad, cudaStream_t stream);
 // out2 [2] (double) = { mean of losses [tasks], ||grad [n]||_2 }.
 void launch_finish(const float* losses, int64_t tasks, const float* grad, int64_t n, double* out2, cudaStream_t stream);
 

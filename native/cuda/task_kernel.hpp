@@ -211,17 +211,20 @@ MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const 
       const int i = idx / dout, j = idx - i * dout;
       const T* xi = in + static_cast<int64_t>(i) * din;
       const T* wj = W + static_cast<int64_t>(j) * din;
+      // Each thread starts its dot products at k0 = j mod din and wraps around: neighbouring
+      // threads read different shared-memory banks of their weight rows (row stride din).
+      const int k0 = j % din;
       T acc = b[j];
-      for (int k = 0; k < din; ++k) acc += xi[k] * wj[k];
+      for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) acc += xi[k] * wj[k];
       const T a = l < m.L ? k_act(m.act, acc) : acc;
       z[idx] = a;
       if (u) {
         const T* uwj = u + m.w_off[l] + static_cast<int64_t>(j) * din;
         T r = u[m.b_off[l] + j];
-        for (int k = 0; k < din; ++k) r += xi[k] * uwj[k];
+        for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) r += xi[k] * uwj[k];
         if (rin) {
           const T* rxi = rin + static_cast<int64_t>(i) * din;
-          for (int k = 0; k < din; ++k) r += rxi[k] * wj[k];
+          for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) r += rxi[k] * wj[k];
         }
         w.rpre[off + idx] = r;
         if (l < m.L) w.ract[off + idx] = k_d1(m.act, a) * r;
@@ -480,12 +483,24 @@ MAML_HD void task_adapt(const Block& blk, const KModel& m, const KConfig& c, con
   blk.sync();
 }
 
-// The mean over tasks of the slots, element i (the device's reduction kernel runs this per
-// element; the order over tasks is fixed, so the result is deterministic).
+// The reduction over tasks, in a fixed order (deterministic): tasks in chunks of
+// kReduceChunk summed in index order, then the chunk sums in index order, divided by B. The
+// device runs the two levels as two kernels (many threads per element for large B); the host
+// test entry runs mean_over_tasks, the same order.
+constexpr int kReduceChunk = 32;
+
+template <class T>
+MAML_HD inline T chunk_sum(const T* slots, int64_t slot, int64_t tasks, int64_t chunk, int64_t i) {
+  T s = T(0);
+  const int64_t end = (chunk + 1) * kReduceChunk < tasks ? (chunk + 1) * kReduceChunk : tasks;
+  for (int64_t t = chunk * kReduceChunk; t < end; ++t) s += slots[t * slot + i];
+  return s;
+}
+
 template <class T>
 MAML_HD inline T mean_over_tasks(const T* slots, int64_t slot, int64_t tasks, int64_t i) {
   T s = T(0);
-  for (int64_t t = 0; t < tasks; ++t) s += slots[t * slot + i];
+  for (int64_t c = 0; c * kReduceChunk < tasks; ++c) s += chunk_sum(slots, slot, tasks, c, i);
   return s / T(tasks);
 }
 
