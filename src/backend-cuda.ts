@@ -43,9 +43,12 @@ export class CudaBackend {
     this.#handle = call(() => this.#addon.cudaLearnerCreate(args));
   }
 
-  /** One meta-step on the device with optimizer step number t (1-based). */
-  step(batch: NativeBatch, t: number): { loss: number; gradNorm: number } {
-    const r = call(() => this.#addon.cudaLearnerStep(this.#handle, { ...batch, t }));
+  /**
+   * One meta-step on the device with optimizer step number t (1-based); `weights` (the
+   * multi-step loss weights w_0..w_S) only when they changed since the last step.
+   */
+  step(batch: NativeBatch, t: number, weights?: Float64Array): { loss: number; gradNorm: number } {
+    const r = call(() => this.#addon.cudaLearnerStep(this.#handle, { ...batch, t, ...(weights ? { weights } : {}) }));
     this.memory = r.memory;
     return { loss: r.loss, gradNorm: r.gradNorm };
   }

@@ -206,6 +206,8 @@ export class MetaLearner {
   /** device: 'cuda': the state on the GPU; #state is its copy, stale after a step until #sync() */
   #cuda: CudaBackend | null = null;
   #stale = false;
+  /** the step weights changed since the last CUDA step (they live on the GPU too) */
+  #weightsChanged = false;
 
   constructor(options: MetaLearnerOptions) {
     const where = 'MetaLearner';
@@ -287,6 +289,7 @@ export class MetaLearner {
       'MetaLearner.stepWeights',
     );
     this.#inner = { ...this.#inner, weights: inner.weights };
+    this.#weightsChanged = true;
   }
 
   /** Number of meta-steps taken. */
@@ -353,7 +356,8 @@ export class MetaLearner {
   }
 
   #cudaStep(b: NativeBatch): { loss: number; gradNorm: number } {
-    const r = this.#cuda!.step(b, this.#t + 1);
+    const r = this.#cuda!.step(b, this.#t + 1, this.#weightsChanged ? this.#inner.weights : undefined);
+    this.#weightsChanged = false;
     this.#stale = true;
     this.#t++;
     return r;

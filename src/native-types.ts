@@ -164,7 +164,7 @@ export type CudaLearnerHandle = { readonly __brand: 'CudaLearnerHandle' };
  */
 export interface CudaAddon extends NativeAddon {
   cudaLearnerCreate(o: NativeSpec & NativeInner & NativeOptim & { state: Float32Array; learnRates: boolean; rates?: Float32Array }): CudaLearnerHandle;
-  cudaLearnerStep(h: CudaLearnerHandle, o: NativeBatch & { t: number }): { loss: number; gradNorm: number; memory: string };
+  cudaLearnerStep(h: CudaLearnerHandle, o: NativeBatch & { t: number; weights?: Float64Array }): { loss: number; gradNorm: number; memory: string };
   cudaLearnerGetState(h: CudaLearnerHandle): Float32Array;
   cudaLearnerSetState(h: CudaLearnerHandle, state: Float32Array): void;
   cudaLearnerAdapt(h: CudaLearnerHandle, o: NativeBatch & { steps: number; rates: Float32Array; rateStepStride: number; rateParamStride: number }): Float32Array;

@@ -32,7 +32,7 @@ const skippedNoBinary = cudaBuilt ? '' : ' (skipped: build-cuda/Release/maml_cud
 const skippedDevice = devicePresent ? ' (skipped: a usable CUDA device is present)' : '';
 const skippedNoDevice = devicePresent ? '' : ' (skipped: no usable CUDA device here)';
 
-const ENV_KEYS = ['MAML_NATIVE_PATH', 'MAML_NATIVE_NO_CUDA'] as const;
+const ENV_KEYS = ['MAML_NATIVE_PATH', 'MAML_NATIVE_NO_CUDA', 'MAML_CUDA_PATH'] as const;
 const savedEnv = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
 
 function thrown(fn: () => unknown): unknown {

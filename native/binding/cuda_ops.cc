@@ -97,6 +97,10 @@ Napi::Value CudaLearnerStep(const Napi::CallbackInfo& info) {
     BatchArgs<float> b;
     batch_arg<float>(o, h.spec, h.cfg.algo != Algorithm::Reptile || has(o, "queryOffsets"), b);
     const int64_t t = integer(o, "t", 1, INT64_C(1) << 52);
+    if (has(o, "weights")) {  // sent when the multi-step loss weights changed
+      const View<double> w = view<double>(o, "weights", h.cfg.steps + 1);
+      h.learner->set_weights(std::vector<double>(w.data, w.data + w.length));
+    }
     const cuda::StepResult r = h.learner->step(host_batch(b), t);
     Napi::Object out = Napi::Object::New(info.Env());
     out.Set("loss", Napi::Number::New(info.Env(), r.loss));

@@ -296,6 +296,16 @@ void CudaLearner::adapt(const HostBatch& b, int steps, const float* rates, int64
   CUDA_CHECK(cudaStreamSynchronize(s.stream));
 }
 
+void CudaLearner::set_weights(const std::vector<double>& w) {
+  Impl& s = *impl_;
+  MAML_CHECK(w.size() == s.cfg.weights.size(), ShapeMismatch, "weights: expected one per inner step and one more");
+  s.use_device();
+  const std::vector<float> f(w.begin(), w.end());
+  CUDA_CHECK(cudaMemcpyAsync(s.weights.ptr, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice, s.stream));
+  CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  s.cfg.weights = w;
+}
+
 void CudaLearner::get_state(float* out) const {
   const Impl& s = *impl_;
   s.use_device();

@@ -59,6 +59,8 @@ class CudaLearner {
   // steps and the given rates (host memory); adapted: [tasks, P] host memory.
   void adapt(const HostBatch& b, int steps, const float* rates, int64_t rates_len, int64_t step_stride,
              int64_t param_stride, float* adapted);
+  // New multi-step loss weights w_0..w_S (S + 1 values).
+  void set_weights(const std::vector<double>& weights);
   void get_state(float* out) const;      // [P + R]
   void set_state(const float* in);       // [P + R]; the moments are kept
   int64_t state_length() const;
