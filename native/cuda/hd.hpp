@@ -16,8 +16,10 @@
 
 #ifdef __CUDACC__
 #define MAML_HD __host__ __device__
+#define MAML_UNROLL _Pragma("unroll")
 #else
 #define MAML_HD
+#define MAML_UNROLL
 #endif
 
 namespace maml::cuda {

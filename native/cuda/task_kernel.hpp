@@ -195,39 +195,87 @@ struct Emit {
 // Forward pass at th on set (and the R-forward along u when u != nullptr), layer by layer:
 //   z_l = a_{l−1} W_lᵀ + b_l,  a_l = f(z_l) (l < L)
 //   R(z_l) = R(a_{l−1}) W_lᵀ + a_{l−1} uW_lᵀ + ub_l,  R(a_l) = f'(z_l) R(z_l)
+// Rows i0..i0+nr−1 (nr ≤ R) of output column j of layer l: z (and R(z), R(a) when u). Each
+// weight is read once for all R rows. Dot products start at k0 = j mod din and wrap around, so
+// that neighbouring threads (neighbouring j) read different shared-memory banks of their
+// weight rows (row stride din); the order per output does not depend on R.
+template <int R, class T>
+MAML_HD void forward_rows(const KModel& m, int l, const T* th, const T* u, const T* in, const T* rin, int i0, int nr,
+                          int j, T* z, T* rpre, T* ract) {
+  const int din = m.dims[l - 1], dout = m.dims[l];
+  const T* wj = th + m.w_off[l] + static_cast<int64_t>(j) * din;
+  const T* x0 = in + static_cast<int64_t>(i0) * din;
+  const int k0 = j % din;
+  T acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = th[m.b_off[l] + j];
+  for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) {
+    const T wk = wj[k];
+MAML_UNROLL
+    for (int r = 0; r < R; ++r)
+      if (r < nr) acc[r] += x0[static_cast<int64_t>(r) * din + k] * wk;
+  }
+  T a[R];
+  MAML_UNROLL
+  for (int r = 0; r < R; ++r) {
+    if (r >= nr) break;
+    a[r] = l < m.L ? k_act(m.act, acc[r]) : acc[r];
+    z[static_cast<int64_t>(i0 + r) * dout + j] = a[r];
+  }
+  if (!u) return;
+  const T* uwj = u + m.w_off[l] + static_cast<int64_t>(j) * din;
+  for (int r = 0; r < R; ++r) acc[r] = u[m.b_off[l] + j];
+  for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) {
+    const T uk = uwj[k];
+MAML_UNROLL
+    for (int r = 0; r < R; ++r)
+      if (r < nr) acc[r] += x0[static_cast<int64_t>(r) * din + k] * uk;
+  }
+  if (rin) {
+    const T* rx0 = rin + static_cast<int64_t>(i0) * din;
+    for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) {
+      const T wk = wj[k];
+MAML_UNROLL
+      for (int r = 0; r < R; ++r)
+        if (r < nr) acc[r] += rx0[static_cast<int64_t>(r) * din + k] * wk;
+    }
+  }
+  MAML_UNROLL
+  for (int r = 0; r < R; ++r) {
+    if (r >= nr) break;
+    const int64_t o = static_cast<int64_t>(i0 + r) * dout + j;
+    rpre[o] = acc[r];
+    if (l < m.L) ract[o] = k_d1(m.act, a[r]) * acc[r];
+  }
+}
+
+// Rows per thread in the matrix-product phases when there are at least 4 outputs per thread
+// (wide layers: each weight is then read once per kRows rows), else 1 (small layers: shortest
+// chain of dependent operations per thread).
+constexpr int kRows = 8;
+
+// Forward pass at th on set (and the R-forward along u when u != nullptr), layer by layer:
+//   z_l = a_{l−1} W_lᵀ + b_l,  a_l = f(z_l) (l < L)
+//   R(z_l) = R(a_{l−1}) W_lᵀ + a_{l−1} uW_lᵀ + ub_l,  R(a_l) = f'(z_l) R(z_l)
 template <class T, class Block>
 MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
                           const Pass<T>& w) {
   const int n = set.n;
   int64_t off = 0, prev_off = 0;
   for (int l = 1; l <= m.L; ++l) {
-    const int din = m.dims[l - 1], dout = m.dims[l];
-    const T* W = th + m.w_off[l];
-    const T* b = th + m.b_off[l];
+    const int dout = m.dims[l];
     const T* in = l > 1 ? w.act + prev_off : set.x;
     const T* rin = l > 1 ? w.ract + prev_off : nullptr;
-    T* z = w.act + off;
-    for (int idx = blk.tid(); idx < n * dout; idx += blk.size()) {
-      const int i = idx / dout, j = idx - i * dout;
-      const T* xi = in + static_cast<int64_t>(i) * din;
-      const T* wj = W + static_cast<int64_t>(j) * din;
-      // Each thread starts its dot products at k0 = j mod din and wraps around: neighbouring
-      // threads read different shared-memory banks of their weight rows (row stride din).
-      const int k0 = j % din;
-      T acc = b[j];
-      for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) acc += xi[k] * wj[k];
-      const T a = l < m.L ? k_act(m.act, acc) : acc;
-      z[idx] = a;
-      if (u) {
-        const T* uwj = u + m.w_off[l] + static_cast<int64_t>(j) * din;
-        T r = u[m.b_off[l] + j];
-        for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) r += xi[k] * uwj[k];
-        if (rin) {
-          const T* rxi = rin + static_cast<int64_t>(i) * din;
-          for (int k = k0, c = 0; c < din; ++c, k = k + 1 == din ? 0 : k + 1) r += rxi[k] * wj[k];
-        }
-        w.rpre[off + idx] = r;
-        if (l < m.L) w.ract[off + idx] = k_d1(m.act, a) * r;
+    T *z = w.act + off, *rpre = w.rpre + off, *ract = w.ract + off;
+    if (n * dout >= 4 * blk.size()) {
+      const int chunks = (n + kRows - 1) / kRows;
+      for (int idx = blk.tid(); idx < chunks * dout; idx += blk.size()) {
+        const int ch = idx / dout, j = idx - ch * dout, i0 = ch * kRows;
+        forward_rows<kRows>(m, l, th, u, in, rin, i0, n - i0 < kRows ? n - i0 : kRows, j, z, rpre, ract);
+      }
+    } else {
+      for (int idx = blk.tid(); idx < n * dout; idx += blk.size()) {
+        const int i = idx / dout, j = idx - i * dout;
+        forward_rows<1>(m, l, th, u, in, rin, i, 1, j, z, rpre, ract);
       }
     }
     blk.sync();
@@ -301,6 +349,43 @@ MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const
   return loss;
 }
 
+// Rows i0..i0+nr−1 (nr ≤ R) of column k of the deltas of layer l−1 (from those of layer l):
+//   dz_{l−1} = (dz_l W_l) ⊙ f'(a_{l−1})
+//   R(dz_{l−1}) = (R(dz_l) W_l + dz_l uW_l) ⊙ f' + (dz_l W_l) ⊙ f'' ⊙ R(z_{l−1})
+// Each weight W[j, k] is read once for all R rows.
+template <int R, class T>
+MAML_HD void delta_rows(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, int64_t prev_off, int i0,
+                        int nr, int k, bool with_r) {
+  const int din = m.dims[l - 1], dout = m.dims[l];
+  const T* W = th + m.w_off[l];
+  const T* uW = with_r ? u + m.w_off[l] : nullptr;
+  const T* dz0 = w.dz + static_cast<int64_t>(i0) * dout;
+  const T* rdz0 = w.rdz + static_cast<int64_t>(i0) * dout;
+  T da[R], rda[R];
+  for (int r = 0; r < R; ++r) da[r] = rda[r] = T(0);
+  for (int j = 0; j < dout; ++j) {
+    const T wjk = W[static_cast<int64_t>(j) * din + k];
+MAML_UNROLL
+    for (int r = 0; r < R; ++r)
+      if (r < nr) da[r] += dz0[static_cast<int64_t>(r) * dout + j] * wjk;
+    if (with_r) {
+      const T ujk = uW[static_cast<int64_t>(j) * din + k];
+MAML_UNROLL
+      for (int r = 0; r < R; ++r)
+        if (r < nr)
+          rda[r] += rdz0[static_cast<int64_t>(r) * dout + j] * wjk + dz0[static_cast<int64_t>(r) * dout + j] * ujk;
+    }
+  }
+  MAML_UNROLL
+  for (int r = 0; r < R; ++r) {
+    if (r >= nr) break;
+    const int64_t q = static_cast<int64_t>(i0 + r) * din + k;
+    const T a = w.act[prev_off + q];
+    if (with_r) w.rdz2[q] = rda[r] * k_d1(m.act, a) + da[r] * k_d2(m.act, a) * w.rpre[prev_off + q];
+    w.dz2[q] = da[r] * k_d1(m.act, a);
+  }
+}
+
 // Backward sweep (and R-backward when e.vsub, which needs forward_pass with u), per layer:
 //   dW_l = dz_lᵀ a_{l−1}   db_l = Σ_rows dz_l   dz_{l−1} = (dz_l W_l) ⊙ f'(a_{l−1})
 //   R(dW_l) = R(dz_l)ᵀ a_{l−1} + dz_lᵀ R(a_{l−1})   R(db_l) = Σ_rows R(dz_l)
@@ -315,11 +400,11 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
   for (int l = m.L; l >= 1; --l) {
     const int din = m.dims[l - 1], dout = m.dims[l];
     const int64_t prev_off = l > 1 ? off - static_cast<int64_t>(n) * din : 0;
-    const T* W = th + m.w_off[l];
     const T* in = l > 1 ? w.act + prev_off : set.x;
     const T* rin = (with_r && l > 1) ? w.ract + prev_off : nullptr;
     const int n_par = dout * (din + 1);
-    const int n_all = n_par + (l > 1 ? n * din : 0);
+    const bool chunked = n * din >= 4 * blk.size();
+    const int n_all = n_par + (l > 1 ? (chunked ? (n + kRows - 1) / kRows : n) * din : 0);
     for (int idx = blk.tid(); idx < n_all; idx += blk.size()) {
       if (idx < n_par) {
         const int j = idx / (din + 1), k = idx - j * (din + 1);
@@ -339,22 +424,14 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
         if (e.next) e.next[p] = p >= e.begin ? e.cur[p] - e.rate[p * e.param_stride] * g : e.cur[p];
         if (e.vacc) e.vacc[p] += e.scale * g;
         if (with_r) e.vsub[p] -= hv;
+      } else if (chunked) {
+        const int q = idx - n_par;
+        const int ch = q / din, k = q - ch * din, i0 = ch * kRows;
+        delta_rows<kRows>(m, l, th, u, w, prev_off, i0, n - i0 < kRows ? n - i0 : kRows, k, with_r);
       } else {
         const int q = idx - n_par;
         const int i = q / din, k = q - i * din;
-        const T* dzi = w.dz + static_cast<int64_t>(i) * dout;
-        T da = T(0);
-        for (int j = 0; j < dout; ++j) da += dzi[j] * W[static_cast<int64_t>(j) * din + k];
-        const T a = w.act[prev_off + q];
-        if (with_r) {
-          const T* rdzi = w.rdz + static_cast<int64_t>(i) * dout;
-          const T* uW = u + m.w_off[l];
-          T rda = T(0);
-          for (int j = 0; j < dout; ++j)
-            rda += rdzi[j] * W[static_cast<int64_t>(j) * din + k] + dzi[j] * uW[static_cast<int64_t>(j) * din + k];
-          w.rdz2[q] = rda * k_d1(m.act, a) + da * k_d2(m.act, a) * w.rpre[prev_off + q];
-        }
-        w.dz2[q] = da * k_d1(m.act, a);
+        delta_rows<1>(m, l, th, u, w, prev_off, i, 1, k, with_r);
       }
     }
     blk.sync();
