@@ -7,7 +7,9 @@
 //                               any failure. Tolerance: rel 1e-4 per inner step (gradients),
 //                               1e-3 per step (rate gradients), 1e-3 (parameters after 5 steps).
 //   gpu_check bench OUT.json    median wall time of CudaLearner::step (batch upload, kernels,
-//                               read-back, update) for the issue's cases; JSON lines to OUT.json
+//                               read-back, update) for the issue's cases, with 128 and 256
+//                               threads per task block, and the kernels' device time (CUDA
+//                               events); JSON lines to OUT.json, the faster block size last
 //
 // Build (bench/gpu.sh does it):
 //   nvcc -std=c++17 -O3 -arch=sm_90 -I native bench/gpu/gpu_check.cu native/cuda/meta_kernels.cu \
@@ -319,46 +321,76 @@ int bench(const char* out_path) {
   };
   std::mt19937 rng(7);
   for (const BenchCase& bc : cases) {
-    try {
-      Case c;
-      c.dims = bc.dims;
-      c.steps = bc.steps;
-      const Setup st = setup_of(c, rng, false);
-      cuda::LearnerConfig lc = learner_config(st, init_params(st.spec, rng));
-      for (float& r : lc.fixed_rates) r = 0.01f;
-      cuda::CudaLearner learner(lc);
-      std::vector<Batch> batches;
-      for (int i = 0; i < 8; ++i) batches.push_back(make_batch(rng, st.spec, bc.B, 10, 10, false));
-      int64_t t = 1;
-      for (int i = 0; i < 20; ++i) learner.step(host_of(batches[i % 8]), t++);
-      std::vector<double> us;
-      const auto start = std::chrono::steady_clock::now();
-      while (us.size() < 50 || (us.size() < 2000 && std::chrono::steady_clock::now() - start < std::chrono::seconds(3))) {
-        const auto a = std::chrono::steady_clock::now();
-        learner.step(host_of(batches[us.size() % 8]), t++);
-        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+    // FLOPs per meta-step (MAML): F = 2 n Σ d_{l-1} d_l per pass; inner steps 3F each, reverse
+    // steps 9F each (forward, R-forward, backward, R-backward), query 3F: (12 S + 3) F per task.
+    double sum = 0;
+    for (size_t l = 1; l < bc.dims.size(); ++l) sum += double(bc.dims[l - 1]) * bc.dims[l];
+    const double flops = (12.0 * bc.steps + 3) * 2 * 10 * sum * bc.B;
+    std::string best;
+    double best_us = INFINITY;
+    for (const int threads : {128, 256}) {
+      try {
+        Case c;
+        c.dims = bc.dims;
+        c.steps = bc.steps;
+        const Setup st = setup_of(c, rng, false);
+        cuda::LearnerConfig lc = learner_config(st, init_params(st.spec, rng));
+        for (float& r : lc.fixed_rates) r = 0.01f;
+        std::vector<Batch> batches;
+        for (int i = 0; i < 8; ++i) batches.push_back(make_batch(rng, st.spec, bc.B, 10, 10, false));
+        setenv("MAML_CUDA_THREADS", std::to_string(threads).c_str(), 1);
+        unsetenv("MAML_CUDA_TIMING");
+        std::vector<double> us;
+        std::string memory;
+        {
+          cuda::CudaLearner learner(lc);  // wall clock of whole steps (upload, kernels, read-back, update)
+          int64_t t = 1;
+          for (int i = 0; i < 20; ++i) learner.step(host_of(batches[i % 8]), t++);
+          const auto start = std::chrono::steady_clock::now();
+          while (us.size() < 50 || (us.size() < 2000 && std::chrono::steady_clock::now() - start < std::chrono::seconds(2))) {
+            const auto a = std::chrono::steady_clock::now();
+            learner.step(host_of(batches[us.size() % 8]), t++);
+            us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+          }
+          memory = learner.last_memory();
+        }
+        std::vector<double> kus;
+        setenv("MAML_CUDA_TIMING", "1", 1);
+        {
+          cuda::CudaLearner learner(lc);  // device time of the kernels alone (CUDA events)
+          for (int i = 0; i < 60; ++i) {
+            learner.step(host_of(batches[i % 8]), i + 1);
+            if (i >= 10) kus.push_back(learner.kernel_us());
+          }
+        }
+        unsetenv("MAML_CUDA_TIMING");
+        std::sort(us.begin(), us.end());
+        std::sort(kus.begin(), kus.end());
+        const double med = us[us.size() / 2], kmed = kus[kus.size() / 2];
+        char line[512];
+        std::snprintf(line, sizeof line,
+                      "\"impl\":\"maml-native-cuda\",\"threads\":%d,\"median_us\":%.2f,\"p10_us\":%.2f,\"p90_us\":%.2f,"
+                      "\"n\":%zu,\"kernel_us\":%.2f,\"flops\":%.0f,\"tflops\":%.3f,\"memory\":\"%s\"}",
+                      threads, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), kmed, flops,
+                      flops / med * 1e-6, memory.c_str());
+        std::fprintf(out, "{\"case\":\"%s@%d\",%s\n", bc.name, threads, line);
+        if (med < best_us) best_us = med, best = line;
+        std::printf("bench %-16s %3d threads: median %9.1f us per step (p10 %.1f, p90 %.1f, n %zu), kernels %.1f us, "
+                    "%.2f TFLOP/s, %s memory\n",
+                    bc.name, threads, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), kmed,
+                    flops / med * 1e-6, memory.c_str());
+      } catch (const std::exception& e) {
+        std::string msg = e.what();
+        std::replace(msg.begin(), msg.end(), '"', '\'');
+        std::replace(msg.begin(), msg.end(), '\\', '/');
+        std::fprintf(out, "{\"case\":\"%s@%d\",\"impl\":\"maml-native-cuda\",\"error\":\"%s\"}\n", bc.name, threads,
+                     msg.c_str());
+        if (best.empty()) best = "\"impl\":\"maml-native-cuda\",\"error\":\"" + msg + "\"}";
+        std::printf("bench %-16s %3d threads: FAILED: %s\n", bc.name, threads, e.what());
       }
-      std::sort(us.begin(), us.end());
-      // FLOPs per meta-step (MAML): F = 2 n Σ d_{l-1} d_l per pass; inner steps 3F each, reverse
-      // steps 9F each (forward, R-forward, backward, R-backward), query 3F: (12 S + 3) F per task.
-      double sum = 0;
-      for (size_t l = 1; l < bc.dims.size(); ++l) sum += double(bc.dims[l - 1]) * bc.dims[l];
-      const double flops = (12.0 * bc.steps + 3) * 2 * 10 * sum * bc.B;
-      const double med = us[us.size() / 2];
-      std::fprintf(out,
-                   "{\"case\":\"%s\",\"impl\":\"maml-native-cuda\",\"median_us\":%.2f,\"p10_us\":%.2f,\"p90_us\":%.2f,"
-                   "\"n\":%zu,\"flops\":%.0f,\"tflops\":%.3f,\"memory\":\"%s\"}\n",
-                   bc.name, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), flops, flops / med * 1e-6,
-                   learner.last_memory());
-      std::printf("bench %-16s median %9.1f us (p10 %.1f, p90 %.1f, n %zu), %.2f TFLOP/s, %s memory\n", bc.name, med,
-                  us[us.size() / 10], us[us.size() * 9 / 10], us.size(), flops / med * 1e-6, learner.last_memory());
-    } catch (const std::exception& e) {
-      std::string msg = e.what();
-      std::replace(msg.begin(), msg.end(), '"', '\'');
-      std::replace(msg.begin(), msg.end(), '\\', '/');
-      std::fprintf(out, "{\"case\":\"%s\",\"impl\":\"maml-native-cuda\",\"error\":\"%s\"}\n", bc.name, msg.c_str());
-      std::printf("bench %-16s FAILED: %s\n", bc.name, e.what());
+      std::fflush(out);
     }
+    std::fprintf(out, "{\"case\":\"%s\",%s\n", bc.name, best.c_str());  // the faster block size
     std::fflush(out);
   }
   std::fclose(out);

@@ -25,7 +25,12 @@ def us(r):
         return "not run"
     if "error" in r:
         return "failed"
-    return "%.1f us" % r["median_us"]
+    extra = []
+    if r.get("kernel_us") is not None:
+        extra.append("kernels %.1f" % r["kernel_us"])
+    if r.get("threads"):
+        extra.append("%d thr" % r["threads"])
+    return "%.1f us%s" % (r["median_us"], " (%s)" % ", ".join(extra) if extra else "")
 
 
 def main():

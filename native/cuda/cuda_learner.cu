@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -15,7 +16,13 @@
 namespace maml::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+// Threads per task block: 256, or MAML_CUDA_THREADS (a multiple of 32 in [32, 1024]) for
+// experiments (bench/gpu/gpu_check.cu times 128 and 256).
+int block_threads() {
+  const char* env = std::getenv("MAML_CUDA_THREADS");
+  const int n = env ? std::atoi(env) : 256;
+  return n >= 32 && n <= 1024 && n % 32 == 0 ? n : 256;
+}
 
 // A device allocation that grows (never shrinks) on demand.
 template <class T>
@@ -73,6 +80,10 @@ struct CudaLearner::Impl {
   bool learn_rates = false;
   int64_t step_stride = 0, param_stride = 0, rates_len = 0;
   const char* memory = "none";
+  int threads = 256;
+  // MAML_CUDA_TIMING=1: CUDA events around each meta-step's kernels (kernel_us()).
+  cudaEvent_t ev0 = nullptr, ev1 = nullptr;
+  double kernel_us = -1;
 
   DeviceBuffer<float> state, m1, m2, grad, fixed_rates, weights, slots, partial, losses, scratch, adapted, adapt_rates;
   DeviceBuffer<double> out2;
@@ -124,7 +135,7 @@ struct CudaLearner::Impl {
   // Where the tasks' working memory goes: shared memory if a block's fits, else global scratch.
   TaskLaunch placement(const Layout& lay, int64_t tasks) {
     TaskLaunch how;
-    how.threads = kThreads;
+    how.threads = threads;
     how.shared = fits_shared(lay, device);
     if (!how.shared) how.scratch = scratch.grow(static_cast<size_t>(checked_mul(tasks, lay.total, "GPU scratch")));
     memory = how.shared ? "shared" : "global";
@@ -149,15 +160,23 @@ struct CudaLearner::Impl {
     a.weights = weights.ptr;
     a.slots = slots.grow(static_cast<size_t>(checked_mul(B, slot, "meta-gradient slots")));
     a.losses = losses.grow(static_cast<size_t>(B));
-    const Layout lay = plan_layout(m, cfg.steps, max_rows(m, b.s_off, b.q_off, B), kThreads);
-    launch_meta_tasks(m, kc, a, static_cast<int>(B), lay, placement(lay, B), stream);
+    const Layout lay = plan_layout(m, cfg.steps, max_rows(m, b.s_off, b.q_off, B), threads);
+    const TaskLaunch how = placement(lay, B);
+    if (ev0) CUDA_CHECK(cudaEventRecord(ev0, stream));
+    launch_meta_tasks(m, kc, a, static_cast<int>(B), lay, how, stream);
     float* part = partial.grow(static_cast<size_t>(checked_mul(reduce_chunks(B), slot, "reduction scratch")));
     launch_reduce(a.slots, slot, B, part, grad.ptr, stream);
     if (N > slot) CUDA_CHECK(cudaMemsetAsync(grad.ptr + slot, 0, sizeof(float) * static_cast<size_t>(N - slot), stream));
     launch_finish(a.losses, B, grad.ptr, N, out2.ptr, stream);
+    if (ev1) CUDA_CHECK(cudaEventRecord(ev1, stream));
     double* h = reinterpret_cast<double*>(pinned_out.ptr);
     CUDA_CHECK(cudaMemcpyAsync(h, out2.ptr, 2 * sizeof(double), cudaMemcpyDeviceToHost, stream));
     CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (ev0 && ev1) {
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, ev0, ev1));
+      kernel_us = 1e3 * ms;
+    }
     *loss = h[0];
     *norm = h[1];
   }
@@ -170,6 +189,9 @@ struct CudaLearner::Impl {
     batch.release();
     pinned.release();
     pinned_out.release();
+    if (ev0) cudaEventDestroy(ev0);
+    if (ev1) cudaEventDestroy(ev1);
+    ev0 = ev1 = nullptr;
     if (stream) cudaStreamDestroy(stream);
     stream = nullptr;
   }
@@ -195,6 +217,12 @@ CudaLearner::CudaLearner(const LearnerConfig& c) : impl_(std::make_unique<Impl>(
     s.rates_len = s.learn_rates ? s.N - s.P : static_cast<int64_t>(c.fixed_rates.size());
     MAML_CHECK(s.N >= s.P && s.rates_len >= 1, ShapeMismatch, "CUDA learner: state or rates of the wrong length");
     CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    s.threads = block_threads();
+    const char* timing = std::getenv("MAML_CUDA_TIMING");
+    if (timing && std::strcmp(timing, "1") == 0) {
+      CUDA_CHECK(cudaEventCreate(&s.ev0));
+      CUDA_CHECK(cudaEventCreate(&s.ev1));
+    }
     const size_t n = static_cast<size_t>(s.N);
     s.state.grow(n);
     s.m1.grow(n);
@@ -289,7 +317,7 @@ void CudaLearner::adapt(const HostBatch& b, int steps, const float* rates, int64
   a.theta = s.state.ptr;
   a.rates = dr;
   a.adapted = s.adapted.grow(static_cast<size_t>(checked_mul(B, s.P, "adapted parameters")));
-  const Layout lay = plan_layout(s.m, steps, max_rows(s.m, b.s_off, b.q_off, B), kThreads);
+  const Layout lay = plan_layout(s.m, steps, max_rows(s.m, b.s_off, b.q_off, B), s.threads);
   launch_adapt_tasks(s.m, kc, a, static_cast<int>(B), lay, s.placement(lay, B), s.stream);
   CUDA_CHECK(cudaMemcpyAsync(out, a.adapted, sizeof(float) * static_cast<size_t>(B * s.P), cudaMemcpyDeviceToHost,
                              s.stream));
@@ -322,5 +350,6 @@ void CudaLearner::set_state(const float* in) {
 
 int64_t CudaLearner::state_length() const { return impl_->N; }
 const char* CudaLearner::last_memory() const { return impl_->memory; }
+double CudaLearner::kernel_us() const { return impl_->kernel_us; }
 
 }  // namespace maml::cuda

@@ -66,6 +66,9 @@ class CudaLearner {
   int64_t state_length() const;
   // "shared" or "global": where the last launch kept the tasks' working memory.
   const char* last_memory() const;
+  // With MAML_CUDA_TIMING=1 in the environment at construction: the last meta-step's kernels
+  // (tasks, reduction, loss and norm; from the device's clock), in microseconds; else -1.
+  double kernel_us() const;
 
  private:
   struct Impl;
