@@ -11,7 +11,8 @@
 // - The meta-learning loop (core/meta.hpp) runs entirely in the fast layout: parameters,
 //   gradients, Hessian-vector products and per-parameter rates are converted once per
 //   meta-batch (FastLayout), not once per pass. Padded entries are zero and stay zero.
-// - Register-blocked kernels (4 rows x 2 vectors of accumulators).
+// - Register-blocked kernels (up to 5 rows x 3 vectors of accumulators with AVX-512, 4 x 2 with
+//   AVX2; the rows are cut into blocks of nearly equal height).
 // - Scratch memory is sized once per model and reused (no allocation in the hot loop).
 //
 // Accumulation rule: as in core/mlp.hpp, loss_and_grad and loss_grad_hvp OVERWRITE grad and hv.
@@ -46,11 +47,11 @@ template <class V>
 constexpr int64_t lanes() { return static_cast<int64_t>(sizeof(V) / sizeof(float)); }
 
 // Kernel shapes per instruction set: the vector of the main blocks and the blocking.
-struct Kernels512 {  // AVX-512: 4 rows x 2 vectors of 16 = 8 zmm accumulators
+struct Kernels512 {  // AVX-512: up to 5 rows x 3 vectors of 16 = 15 of the 32 zmm registers
   using V = vf16;
-  static constexpr int R = 4, C = 2;
+  static constexpr int R = 5, C = 3;
 };
-struct Kernels256 {  // AVX2 (and baseline): 4 rows x 2 vectors of 8 = 8 ymm accumulators
+struct Kernels256 {  // AVX2 (and baseline): up to 4 rows x 2 vectors of 8 = 8 of the 16 ymm registers
   using V = vf;
   static constexpr int R = 4, C = 2;
 };
@@ -78,53 +79,89 @@ inline void gemm_block(const float* __restrict A, int64_t sr, int64_t sq, int64_
     for (int c = 0; c < C; ++c) store(Y + r * ldy + c * W, acc[r][c]);
 }
 
-// All rows for the columns [c, c + C * lanes(V)).
+// One block of `rows` rows (1 <= rows <= R): the block's height is a template argument, so
+// that its accumulators stay in registers; the recursion picks it at run time.
+template <class V, int R, int C>
+inline void gemm_rows(int rows, const float* A, int64_t sr, int64_t sq, int64_t nred, const float* M, int64_t ldm,
+                      float* Y, int64_t ldy, const float* init, bool accumulate) {
+  if constexpr (R > 1)
+    if (rows < R) return gemm_rows<V, R - 1, C>(rows, A, sr, sq, nred, M, ldm, Y, ldy, init, accumulate);
+  gemm_block<V, R, C>(A, sr, sq, nred, M, ldm, Y, ldy, init, accumulate);
+}
+
+// All rows for the columns [c, c + C * lanes(V)), in blocks of nearly equal height (at most R):
+// 10 rows (K = 10 shots) run as 5 + 5 or 4 + 3 + 3, not as 4 + 4 + 1 + 1, whose one-row blocks
+// were latency-bound (C chains of dependent FMAs over the whole reduction).
 template <class V, int R, int C>
 inline void gemm_columns(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M,
                          int64_t ldm, float* Y, int64_t ldy, const float* init, bool accumulate) {
+  if (nrows <= 0) return;
+  const int64_t blocks = (nrows + R - 1) / R, base = nrows / blocks, taller = nrows % blocks;
   int64_t r = 0;
-  for (; r + R <= nrows; r += R) gemm_block<V, R, C>(A + r * sr, sr, sq, nred, M, ldm, Y + r * ldy, ldy, init, accumulate);
-  for (; r < nrows; ++r) gemm_block<V, 1, C>(A + r * sr, sr, sq, nred, M, ldm, Y + r * ldy, ldy, init, accumulate);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int rows = static_cast<int>(base + (b < taller ? 1 : 0));
+    gemm_rows<V, R, C>(rows, A + r * sr, sr, sq, nred, M, ldm, Y + r * ldy, ldy, init, accumulate);
+    r += rows;
+  }
 }
 
 // Y [nrows, width] (+)= A M over nred, with A(r, q) = A[r*sr + q*sq]; width is a multiple of kV.
 // gemm<K> is defined once per kernel type (fast_meta.cc), each compiled for its instruction
 // set around this inline body, so that the many call sites do not each inline all of it.
+// Columns go C vectors at a time, then the remaining whole vectors, then an 8-float tail.
 template <class K>
 inline void gemm_body(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M, int64_t ldm,
                       int64_t width, float* Y, int64_t ldy, const float* init, bool accumulate) {
   using V = typename K::V;
   constexpr int64_t W = lanes<V>();
+  const auto at = [&](int64_t c) { return init ? init + c : nullptr; };
   int64_t c = 0;
   for (; c + K::C * W <= width; c += K::C * W)
-    gemm_columns<V, K::R, K::C>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, init ? init + c : nullptr, accumulate);
-  for (; c + W <= width; c += W)
-    gemm_columns<V, K::R, 1>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, init ? init + c : nullptr, accumulate);
-  for (; c < width; c += kV)
-    gemm_columns<vf, K::R, 1>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, init ? init + c : nullptr, accumulate);
+    gemm_columns<V, K::R, K::C>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, at(c), accumulate);
+  if constexpr (K::C > 2) {
+    if (c + 2 * W <= width) {
+      gemm_columns<V, K::R, 2>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, at(c), accumulate);
+      c += 2 * W;
+    }
+  }
+  if constexpr (K::C > 1) {
+    if (c + W <= width) {
+      gemm_columns<V, K::R, 1>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, at(c), accumulate);
+      c += W;
+    }
+  }
+  for (; c < width; c += kV) gemm_columns<vf, K::R, 1>(A, sr, sq, nrows, nred, M + c, ldm, Y + c, ldy, at(c), accumulate);
 }
 
 template <class K>
 void gemm(const float* A, int64_t sr, int64_t sq, int64_t nrows, int64_t nred, const float* M, int64_t ldm,
           int64_t width, float* Y, int64_t ldy, const float* init, bool accumulate);
 
-inline float hsum(vf v) {
-  float s = 0;
-  for (int i = 0; i < static_cast<int>(kV); ++i) s += v[i];
-  return s;
+// Horizontal sums by halving (log2 of the width in dependent steps, not one chain of adds per
+// lane: the chains made the dot-product kernel latency-bound).
+typedef float vf4 __attribute__((vector_size(4 * sizeof(float))));
+MAML_INLINE float hsum(vf4 v) {
+  v += __builtin_shufflevector(v, v, 2, 3, 0, 1);
+  v += __builtin_shufflevector(v, v, 1, 0, 3, 2);
+  return v[0];
+}
+MAML_INLINE float hsum(vf v) { return hsum(__builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7)); }
+MAML_INLINE float hsum(vf16 v) {
+  return hsum(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
 }
 
 // Y[r, k] (+)= sum_{j < len} A[r*lda + j] * B[k*ldb + j] for r < R, k < K (dot products of
-// contiguous rows; len is a multiple of kV).
-template <int R, int K>
+// contiguous rows; len is a multiple of lanes(V)).
+template <class V, int R, int K>
 inline void gemm_nt_block(const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb, int64_t len,
                           float* __restrict Y, int64_t ldy, bool accumulate) {
-  vf acc[R][K] = {};
-  for (int64_t j = 0; j < len; j += kV) {
-    vf b[K];
-    for (int k = 0; k < K; ++k) b[k] = load(B + k * ldb + j);
+  constexpr int64_t W = lanes<V>();
+  V acc[R][K] = {};
+  for (int64_t j = 0; j < len; j += W) {
+    V b[K];
+    for (int k = 0; k < K; ++k) b[k] = load(B + k * ldb + j, V{});
     for (int r = 0; r < R; ++r) {
-      const vf a = load(A + r * lda + j);
+      const V a = load(A + r * lda + j, V{});
       for (int k = 0; k < K; ++k) acc[r][k] += a * b[k];
     }
   }
@@ -132,20 +169,40 @@ inline void gemm_nt_block(const float* __restrict A, int64_t lda, const float* _
     for (int k = 0; k < K; ++k) Y[r * ldy + k] = (accumulate ? Y[r * ldy + k] : 0.0f) + hsum(acc[r][k]);
 }
 
-// Y [nrows, ncols] (+)= A B^T: A [nrows, len] and B [ncols, len] row-major (strides lda, ldb).
+// Rows [r, r + rows) (1 <= rows <= R) against all B rows, K at a time.
+template <class V, int R, int K>
+inline void gemm_nt_rows(int rows, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t ncols, int64_t len,
+                         float* Y, int64_t ldy, bool accumulate) {
+  if constexpr (R > 1)
+    if (rows < R) return gemm_nt_rows<V, R - 1, K>(rows, A, lda, B, ldb, ncols, len, Y, ldy, accumulate);
+  int64_t k = 0;
+  for (; k + K <= ncols; k += K) gemm_nt_block<V, R, K>(A, lda, B + k * ldb, ldb, len, Y + k, ldy, accumulate);
+  for (; k < ncols; ++k) gemm_nt_block<V, R, 1>(A, lda, B + k * ldb, ldb, len, Y + k, ldy, accumulate);
+}
+
+// The rows in blocks of nearly equal height, as in gemm_columns.
+template <class V, int R, int K>
+inline void gemm_nt_with(const float* A, int64_t lda, int64_t nrows, const float* B, int64_t ldb, int64_t ncols,
+                         int64_t len, float* Y, int64_t ldy, bool accumulate) {
+  if (nrows <= 0) return;
+  const int64_t blocks = (nrows + R - 1) / R, base = nrows / blocks, taller = nrows % blocks;
+  int64_t r = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int rows = static_cast<int>(base + (b < taller ? 1 : 0));
+    gemm_nt_rows<V, R, K>(rows, A + r * lda, lda, B, ldb, ncols, len, Y + r * ldy, ldy, accumulate);
+    r += rows;
+  }
+}
+
+// Y [nrows, ncols] (+)= A B^T: A [nrows, len] and B [ncols, len] row-major (strides lda, ldb);
+// len is a multiple of kV. With AVX-512, 16-float vectors when len allows them.
+template <class KS>
 inline void gemm_nt(const float* A, int64_t lda, int64_t nrows, const float* B, int64_t ldb, int64_t ncols, int64_t len,
                     float* Y, int64_t ldy, bool accumulate) {
-  int64_t r = 0;
-  for (; r + 4 <= nrows; r += 4) {
-    int64_t k = 0;
-    for (; k + 2 <= ncols; k += 2) gemm_nt_block<4, 2>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
-    for (; k < ncols; ++k) gemm_nt_block<4, 1>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
-  }
-  for (; r < nrows; ++r) {
-    int64_t k = 0;
-    for (; k + 2 <= ncols; k += 2) gemm_nt_block<1, 2>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
-    for (; k < ncols; ++k) gemm_nt_block<1, 1>(A + r * lda, lda, B + k * ldb, ldb, len, Y + r * ldy + k, ldy, accumulate);
-  }
+  using V = typename KS::V;
+  if (len % lanes<V>() == 0)
+    return gemm_nt_with<V, KS::R, KS::C>(A, lda, nrows, B, ldb, ncols, len, Y, ldy, accumulate);
+  gemm_nt_with<vf, KS::R, KS::C>(A, lda, nrows, B, ldb, ncols, len, Y, ldy, accumulate);
 }
 
 // The fast parameter layout of a model, and conversions from and to PyTorch's layout.
@@ -406,7 +463,7 @@ struct FastNet {
         if (rowmajor) {
           gemm<K>(dz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, dn, ldin, nullptr, false);
         } else {
-          gemm_nt(dz, dpl, n, theta + s.w_off[l], dpl, din, dpl, dn, ldin, false);
+          gemm_nt<K>(dz, dpl, n, theta + s.w_off[l], dpl, din, dpl, dn, ldin, false);
           zero_padding(dn, n, din, ldin);
         }
         if (store && tanh_act) std::copy(dn, dn + n * ldin, store->da[l - 1].data());
@@ -420,8 +477,8 @@ struct FastNet {
           gemm<K>(rdz, dpl, 1, n, dout, w.wr[l].data(), ldin, ldin, rdn, ldin, nullptr, false);
           gemm<K>(dz, dpl, 1, n, dout, w.uwr[l].data(), ldin, ldin, rdn, ldin, nullptr, true);
         } else {
-          gemm_nt(rdz, dpl, n, theta + s.w_off[l], dpl, din, dpl, rdn, ldin, false);
-          gemm_nt(dz, dpl, n, u + s.w_off[l], dpl, din, dpl, rdn, ldin, true);
+          gemm_nt<K>(rdz, dpl, n, theta + s.w_off[l], dpl, din, dpl, rdn, ldin, false);
+          gemm_nt<K>(dz, dpl, n, u + s.w_off[l], dpl, din, dpl, rdn, ldin, true);
           zero_padding(rdn, n, din, ldin);
         }
         const T* rzp = w.rz[l - 1].data();
