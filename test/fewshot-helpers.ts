@@ -113,7 +113,7 @@ export function referenceLoss(o: FewShotLossOptions, params: Float64Array, e: Ep
       }
       task /= nq;
     } else {
-      const rel = { layers: o.relation?.layers ?? [2 * D, 8, 1], activation: o.relation?.activation ?? 'relu', loss: 'mse' } as const;
+      const rel = { layers: o.relation?.layers ?? [2 * D, 64, 1], activation: o.relation?.activation ?? 'relu', loss: 'mse' } as const;
       const pairs = new Float64Array(nq * N * 2 * D);
       for (let q = 0; q < nq; q++)
         for (let k = 0; k < N; k++) {

@@ -77,7 +77,7 @@ describe('FewShotLearner API', () => {
   it('the embedding part of the parameters is PyTorch-initialized as initParams, and embed() matches it', () => {
     const l = new FewShotLearner({ algorithm: 'relation', embedding: { layers: [8, 32, 16] }, seed: 9 });
     const phi = initParams({ layers: [8, 32, 16], activation: 'relu', loss: 'mse' }, { seed: 9 });
-    expect(l.params.length).toBe(phi.length + 8 * 33 + 1 * 9); // default relation module [32, 8, 1]
+    expect(l.params.length).toBe(phi.length + 64 * 33 + 1 * 65); // default relation module [32, 64, 1]
     expect(bits(l.params.slice(0, phi.length))).toEqual(bits(phi));
     expect(l.embed(new Float32Array(3 * 8).fill(0.5)).length).toBe(3 * 16);
     expect(l.embedDim).toBe(16);

@@ -78,13 +78,14 @@ struct FewShotTask {
 // Scratch of one worker, sized on use and reused across tasks (no allocation once warm).
 template <class T>
 struct FewShotWork {
-  MlpWork<T> wq, wr;               // the classifier's query pass, the relation module's pass
+  MlpWork<T> wq;                   // the classifier's query pass
   std::vector<T> logits, dlogits;  // [nq, N]
   std::vector<T> cent, dcent;      // [N, D] class centres (protonet, relation)
   std::vector<T> cnt;              // [N] support rows per class
   std::vector<T> cos, lse;         // matching: [nq, ns] cosines, [nq] lse_i cos_qi
   std::vector<T> nrm_s, nrm_q;     // matching: [ns], [nq] clamped norms
   std::vector<T> pairs, dpairs;    // relation: [nq * N, 2D]
+  std::vector<T> dout;             // relation: [nq * N] d loss / d g_psi
   std::vector<T> des, deq;         // [ns, D], [nq, D]
   std::vector<T> gq;               // the query rows' embedding gradient
 };
@@ -255,9 +256,32 @@ double matching_loss_backward(const T* es, const int32_t* ys, int64_t ns, const 
 }
 
 // ---- Relation Networks -------------------------------------------------------------------
-// pairs [nq * N, 2D] = [eq_q, c_k];  logits [nq, N] = sigmoid(g_psi(pairs)).
+// The relation module g_psi is a policy (Rel), so that the fast path runs it on its kernels:
+//   const T* forward(const T* x, int64_t n)       g(x) [n, 1]
+//   void backward(const T* x, int64_t n, const T* dout, T* dpsi, T* dx)
+//        dpsi (Rel's layout) and dx [n, 2D] = d<dout, g(x)>/d(psi, x), both OVERWRITTEN
+// PlainRelation is the reference: mlp.hpp's passes, and dx = dz_1 W_1 (mlp_input_grad).
 template <class T>
-void relation_forward(const FewShotSpec& fs, const T* psi, const T* es, const int32_t* ys, int64_t ns, const T* eq,
+struct PlainRelation {
+  const ModelSpec* spec = nullptr;
+  const T* psi = nullptr;
+  MlpWork<T> work;
+  void bind(const ModelSpec& s, const T* p) {
+    spec = &s;
+    psi = p;
+  }
+  int64_t n_params() const { return spec->n_params; }
+  const T* forward(const T* x, int64_t n) { return mlp_forward(*spec, psi, x, n, work); }
+  void backward(const T* x, int64_t n, const T* dout, T* dpsi, T* dx) {
+    std::memcpy(work.dz.data(), dout, sizeof(T) * static_cast<size_t>(n));
+    mlp_backward<T>(*spec, psi, x, n, work, dpsi, nullptr, nullptr);
+    mlp_input_grad(*spec, psi, n, work, dx);
+  }
+};
+
+// pairs [nq * N, 2D] = [eq_q, c_k];  logits [nq, N] = sigmoid(g_psi(pairs)).
+template <class T, class Rel>
+void relation_forward(const FewShotSpec& fs, Rel& rel, const T* es, const int32_t* ys, int64_t ns, const T* eq,
                       int64_t nq, int64_t N, FewShotWork<T>& w) {
   const int64_t D = fs.dim();
   centres_forward(es, ys, ns, N, D, fs.rel_sum, w.cent.data(), w.cnt.data());
@@ -267,13 +291,13 @@ void relation_forward(const FewShotSpec& fs, const T* psi, const T* es, const in
       std::memcpy(row, eq + q * D, sizeof(T) * static_cast<size_t>(D));
       std::memcpy(row + D, w.cent.data() + k * D, sizeof(T) * static_cast<size_t>(D));
     }
-  const T* out = mlp_forward(fs.rel, psi, w.pairs.data(), nq * N, w.wr);  // [nq * N, 1]
+  const T* out = rel.forward(w.pairs.data(), nq * N);  // [nq * N, 1]
   for (int64_t j = 0; j < nq * N; ++j) w.logits[j] = sigmoid(out[j]);
 }
-// Loss mean (r - t)^2; dout = 2 (r - t) r (1 - r) / (nq N); dpsi (OVERWRITTEN) by mlp_backward,
-// dpairs = dout-propagated input gradient, split into deq_q (sum over k) and dc_k (sum over q).
-template <class T>
-double relation_loss_backward(const FewShotSpec& fs, const T* psi, const int32_t* ys, int64_t ns, const int32_t* yq,
+// Loss mean (r - t)^2; dout = 2 (r - t) r (1 - r) / (nq N); dpsi (OVERWRITTEN) and dpairs by
+// the module's backward pass; dpairs split into deq_q (sum over k) and dc_k (sum over q).
+template <class T, class Rel>
+double relation_loss_backward(const FewShotSpec& fs, Rel& rel, const int32_t* ys, int64_t ns, const int32_t* yq,
                               int64_t nq, int64_t N, FewShotWork<T>& w, T* dpsi) {
   const int64_t D = fs.dim(), M = nq * N;
   const T scale = T(2) / T(static_cast<double>(M));
@@ -283,11 +307,10 @@ double relation_loss_backward(const FewShotSpec& fs, const T* psi, const int32_t
       const T r = w.logits[q * N + k];
       const T e = r - (yq[q] == k ? T(1) : T(0));
       loss += static_cast<double>(e) * static_cast<double>(e);
-      if (dpsi) w.wr.dz[q * N + k] = scale * e * r * (T(1) - r);
+      w.dout[q * N + k] = scale * e * r * (T(1) - r);
     }
   if (!dpsi) return loss / static_cast<double>(M);
-  mlp_backward<T>(fs.rel, psi, w.pairs.data(), M, w.wr, dpsi, nullptr, nullptr);
-  mlp_input_grad(fs.rel, psi, M, w.wr, w.dpairs.data());
+  rel.backward(w.pairs.data(), M, w.dout.data(), dpsi, w.dpairs.data());
   T* dc = w.dcent.data();
   for (int64_t i = 0; i < N * D; ++i) dc[i] = 0;
   for (int64_t q = 0; q < nq; ++q) {
@@ -327,20 +350,21 @@ void reserve_work(const FewShotSpec& fs, int64_t ns, int64_t nq, int64_t N, FewS
     const int64_t rows = checked_mul(nq, N, "relation pairs");
     fit(w.pairs, checked_mul(rows, 2 * D, "relation pairs"));
     fit(w.dpairs, rows * 2 * D);
+    fit(w.dout, rows);
   }
 }
 
 // The head's logits [nq, N] into w.logits, from support embeddings es [ns, D] and query
-// embeddings eq [nq, D].
-template <class T>
-void head_forward(const FewShotSpec& fs, const T* theta, const T* es, const int32_t* ys, int64_t ns, const T* eq,
+// embeddings eq [nq, D] (rel: the relation module; unused by the other heads).
+template <class T, class Rel>
+void head_forward(const FewShotSpec& fs, Rel& rel, const T* es, const int32_t* ys, int64_t ns, const T* eq,
                   int64_t nq, int64_t N, FewShotWork<T>& w) {
   reserve_work(fs, ns, nq, N, w);
   const int64_t D = fs.dim();
   switch (fs.algo) {
     case FewShotAlgo::ProtoNet: proto_forward(es, ys, ns, eq, nq, N, D, w); break;
     case FewShotAlgo::Matching: matching_forward(es, ys, ns, eq, nq, N, D, w); break;
-    case FewShotAlgo::Relation: relation_forward(fs, theta + fs.emb.n_params, es, ys, ns, eq, nq, N, w); break;
+    case FewShotAlgo::Relation: relation_forward(fs, rel, es, ys, ns, eq, nq, N, w); break;
   }
 }
 

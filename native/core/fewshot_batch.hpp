@@ -8,7 +8,8 @@
 //                                                              1 query (kept apart for backward)
 //   void backward(int which, const T* x, int64_t n, const T* de, T* grad)
 //                                                              grad (OVERWRITTEN) = d<de, f(x)>/dphi
-// PlainEmbedding is the plain-loop reference (core/mlp.hpp).
+// PlainEmbedding is the plain-loop reference (core/mlp.hpp). The relation module is a policy
+// too (Rel, see fewshot.hpp: PlainRelation).
 //
 // Accumulation rule: fewshot_task OVERWRITES grad_emb and grad_rel; fewshot_batch_with
 // OVERWRITES grad [slot] with the MEAN over tasks and writes one loss and one accuracy per task.
@@ -47,15 +48,15 @@ struct PlainEmbedding {
 };
 
 // One task's query loss and accuracy. When grad_emb != nullptr: the embedding's gradient
-// (Emb's layout) into grad_emb and, for relation, the relation module's into grad_rel.
-// theta: the parameters in PyTorch's layout (the relation head reads psi = theta + P_e).
-template <class T, class Emb>
-double fewshot_task(const FewShotSpec& fs, const T* theta, const FewShotTask<T>& t, Emb& emb, FewShotWork<T>& w,
+// (Emb's layout) into grad_emb and, for relation, the relation module's (Rel's layout) into
+// grad_rel.
+template <class T, class Emb, class Rel>
+double fewshot_task(const FewShotSpec& fs, const FewShotTask<T>& t, Emb& emb, Rel& rel, FewShotWork<T>& w,
                     T* grad_emb, T* grad_rel, double* accuracy) {
   const int64_t N = t.ways, D = fs.dim();
   const T* es = emb.forward(0, t.xs, t.ns);  // [ns, D]
   const T* eq = emb.forward(1, t.xq, t.nq);  // [nq, D]
-  head_forward(fs, theta, es, t.ys, t.ns, eq, t.nq, N, w);
+  head_forward(fs, rel, es, t.ys, t.ns, eq, t.nq, N, w);
   *accuracy = accuracy_of(w.logits.data(), t.yq, t.nq, N);
   const bool want = grad_emb != nullptr;
   double loss = 0.0;
@@ -69,7 +70,7 @@ double fewshot_task(const FewShotSpec& fs, const T* theta, const FewShotTask<T>&
     }
     case FewShotAlgo::Matching: loss = matching_loss_backward(es, t.ys, t.ns, eq, t.yq, t.nq, N, D, w, want); break;
     case FewShotAlgo::Relation:
-      loss = relation_loss_backward(fs, theta + fs.emb.n_params, t.ys, t.ns, t.yq, t.nq, N, w, want ? grad_rel : nullptr);
+      loss = relation_loss_backward(fs, rel, t.ys, t.ns, t.yq, t.nq, N, w, want ? grad_rel : nullptr);
       break;
   }
   if (!want) return loss;
@@ -166,8 +167,10 @@ double fewshot_batch(const FewShotSpec& fs, const T* theta, const FewShotBatch<T
                             [&](const FewShotTask<T>& t, T* g, double* acc) {
                               static thread_local FewShotWork<T> w;
                               static thread_local PlainEmbedding<T> e;
+                              static thread_local PlainRelation<T> r;
                               e.bind(fs.emb, theta);
-                              return fewshot_task(fs, theta, t, e, w, g, g ? g + fs.emb.n_params : nullptr, acc);
+                              r.bind(fs.rel, theta + fs.emb.n_params);
+                              return fewshot_task(fs, t, e, r, w, g, g ? g + fs.emb.n_params : nullptr, acc);
                             });
 }
 
@@ -177,9 +180,11 @@ template <class T>
 void fewshot_logits(const FewShotSpec& fs, const T* theta, const T* es, const int32_t* ys, int64_t ns, int64_t N,
                     const T* xq, int64_t nq, T* logits) {
   static thread_local FewShotWork<T> w;
+  static thread_local PlainRelation<T> r;
   if (nq == 0) return;
   const T* eq = mlp_forward(fs.emb, theta, xq, nq, w.wq);
-  head_forward(fs, theta, es, ys, ns, eq, nq, N, w);
+  r.bind(fs.rel, theta + fs.emb.n_params);
+  head_forward(fs, r, es, ys, ns, eq, nq, N, w);
   std::memcpy(logits, w.logits.data(), sizeof(T) * static_cast<size_t>(nq * N));
 }
 

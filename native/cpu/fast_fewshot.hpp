@@ -1,7 +1,7 @@
 // fast_fewshot.hpp: the fast float32 path of the few-shot learners. Same contract as the
 // plain-loop core fewshot_batch<float> (core/fewshot_batch.hpp, the reference): the embedding
-// MLP runs on fast_mlp.hpp's kernels (AVX-512, AVX2 or baseline, chosen at run time); the
-// heads and the relation module run the core's code.
+// and relation MLPs run on fast_mlp.hpp's kernels (AVX-512, AVX2 or baseline, chosen at run
+// time); the heads run the core's code.
 #pragma once
 #include "core/fewshot_batch.hpp"
 

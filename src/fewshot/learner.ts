@@ -32,7 +32,7 @@ export interface FewShotLearnerOptions {
   embedding: MlpOptions;
   /**
    * Relation Networks only: the relation MLP scoring [query embedding, class embedding]
-   * (2·embedDim inputs, 1 output; sigmoid applied). Default { layers: [2·embedDim, 8, 1], activation: 'relu' }.
+   * (2·embedDim inputs, 1 output; sigmoid applied). Default { layers: [2·embedDim, 64, 1], activation: 'relu' } (see RELATION_HIDDEN).
    */
   relation?: RelationOptions;
   /** default { kind: 'adam', lr: 1e-3 } (as MetaLearner) */
