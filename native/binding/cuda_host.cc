@@ -91,7 +91,7 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks, slot = static_cast<int64_t>(m.P) + c.R;
   const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
-  const cuda::Layout lay = cuda::plan_layout(m, c.steps, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
+  const cuda::Layout lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
   const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
   cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
   std::vector<T> work(static_cast<size_t>(lay.total)), slots(static_cast<size_t>(checked_mul(B, slot, "slots"))),
@@ -128,7 +128,7 @@ Napi::Value adapt_host_t(const Napi::Env& env, const Napi::Object& o, const Mode
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks;
   const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
-  const cuda::Layout lay = cuda::plan_layout(m, c.steps, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
+  const cuda::Layout lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
   const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
   const cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
   std::vector<T> work(static_cast<size_t>(lay.total));

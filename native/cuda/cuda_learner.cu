@@ -160,7 +160,7 @@ struct CudaLearner::Impl {
     a.weights = weights.ptr;
     a.slots = slots.grow(static_cast<size_t>(checked_mul(B, slot, "meta-gradient slots")));
     a.losses = losses.grow(static_cast<size_t>(B));
-    const Layout lay = plan_layout(m, cfg.steps, max_rows(m, b.s_off, b.q_off, B), threads);
+    const Layout lay = plan_layout(m, kc, max_rows(m, b.s_off, b.q_off, B), threads);
     const TaskLaunch how = placement(lay, B);
     if (ev0) CUDA_CHECK(cudaEventRecord(ev0, stream));
     launch_meta_tasks(m, kc, a, static_cast<int>(B), lay, how, stream);
@@ -317,7 +317,7 @@ void CudaLearner::adapt(const HostBatch& b, int steps, const float* rates, int64
   a.theta = s.state.ptr;
   a.rates = dr;
   a.adapted = s.adapted.grow(static_cast<size_t>(checked_mul(B, s.P, "adapted parameters")));
-  const Layout lay = plan_layout(s.m, steps, max_rows(s.m, b.s_off, b.q_off, B), s.threads);
+  const Layout lay = plan_layout(s.m, kc, max_rows(s.m, b.s_off, b.q_off, B), s.threads);
   launch_adapt_tasks(s.m, kc, a, static_cast<int>(B), lay, s.placement(lay, B), s.stream);
   CUDA_CHECK(cudaMemcpyAsync(out, a.adapted, sizeof(float) * static_cast<size_t>(B * s.P), cudaMemcpyDeviceToHost,
                              s.stream));

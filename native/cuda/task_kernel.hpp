@@ -19,7 +19,7 @@
 // (a tree over the threads: deterministic for a fixed block size).
 //
 // Memory: the caller hands a work area of Layout::total elements (shared memory on the GPU):
-//   thetas [(S+1), P]  grads [S, P]  v [P]  u [P]
+//   thetas [(S+1), P]  grads [S, P] (only for rate gradients)  v [P]  u [P]
 //   act, rpre, ract [n_max, Σ d_l] (activations, R(z), R(a) of one pass)
 //   dz, dz2, rdz, rdz2 [n_max, max width] (backward ping-pong)   red [nthreads]
 //
@@ -65,15 +65,18 @@ struct Layout {
   int64_t thetas = 0, grads = 0, v = 0, u = 0, act = 0, rpre = 0, ract = 0;
   int64_t dz = 0, dz2 = 0, rdz = 0, rdz2 = 0, red = 0, total = 0;
   int n_max = 0;
+  bool keep_grads = false;  // the inner gradients g_s are kept for the rate gradient
 };
 
-MAML_HD inline Layout plan_layout(const KModel& m, int steps, int n_max, int nthreads) {
+MAML_HD inline Layout plan_layout(const KModel& m, const KConfig& c, int n_max, int nthreads) {
   Layout l;
+  const int steps = c.steps;
+  l.keep_grads = c.want_rate_grad != 0;
   const int64_t P = m.P, pass = static_cast<int64_t>(n_max) * m.sum_width,
                 delta = static_cast<int64_t>(n_max) * m.max_width;
   int64_t o = 0;
   l.thetas = o; o += (steps + 1) * P;
-  l.grads = o;  o += steps * P;
+  l.grads = o;  o += l.keep_grads ? steps * P : 0;
   l.v = o;      o += P;
   l.u = o;      o += P;
   l.act = o;    o += pass;
@@ -468,7 +471,7 @@ MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, con
   const Pass<T> w = pass_of(work, lay);
   for (int s = 0; s < c.steps; ++s) {
     Emit<T> e;
-    e.g_out = work + lay.grads + s * P;
+    e.g_out = lay.keep_grads ? work + lay.grads + s * P : nullptr;
     e.cur = th + s * P;
     e.next = th + (s + 1) * P;
     e.rate = rates + s * c.rate_step_stride;
