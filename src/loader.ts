@@ -271,7 +271,7 @@ export function backendInfo(): BackendInfo {
     } else {
       info.cuda.binaryFound = c.found;
     }
-    info.cuda.error = status.why;
+    if (!(status.devicePresent && status.kernels)) info.cuda.error = status.why;
   } catch (err) {
     info.cuda.error = `the CUDA backend could not be inspected: ${message(err)}`;
   }

@@ -154,6 +154,7 @@ describe('resolveDevice', () => {
     expect(resolveDevice('cuda')).toMatchObject({ device: 'cuda' });
     expect(resolveDevice('auto').device).toBe('cuda');
     expect(resolveDevice('auto').reason).toMatch(/CUDA device 0 of \S/);
+    expect(backendInfo().cuda.error).toBeUndefined();
   });
 
   it('an unknown request throws INVALID_ARGUMENT', () => {
