@@ -19,7 +19,10 @@ export type FewShotAlgorithm = 'protonet' | 'matching' | 'relation';
  * (no normalization, whose outputs barely vary at PyTorch's initialization) 8 units collapsed
  * to the constant prediction 1/ways on the glyph benchmark (5-way 1-shot: loss 0.16, accuracy
  * exactly chance for 1,000 iterations at learning rates 1e-3 to 1e-2); 64 units left the
- * plateau after about 200 iterations (72% after 2,000).
+ * plateau after about 200 iterations (72% after 2,000) with seeds 1 and 3, but not within 600
+ * iterations with seed 2. The plateau: the embeddings vary so little between inputs that every
+ * ReLU of the module is on for all pairs or off for all, so the module is linear in
+ * [query, class] and cannot compare them; it leaves the plateau only as the embeddings grow.
  */
 export const RELATION_HIDDEN = 64;
 export const FEW_SHOT_ALGORITHMS: readonly FewShotAlgorithm[] = ['protonet', 'matching', 'relation'];
