@@ -4,7 +4,8 @@
 #   2. build bench/gpu/gpu_check (nvcc; no Node needed) and run its parity tests
 #   3. if Node and node_modules are there: the CUDA addon (cmake-js) and the vitest parity suites
 #   4. time the cases: maml-native (gpu_check bench) and PyTorch (same GPU, same run)
-#   5. print the table last
+#   5. compute-sanitizer memcheck and racecheck on a few small cases (where the tool works)
+#   6. print the table last
 # Each stage prints "=== stage: ..." and a failing stage does not stop the others. Logs and
 # JSON go to $OUT (or /tmp/maml-gpu-out when OUT is unset). Run from the repository root:
 #   bash bench/gpu.sh
@@ -58,6 +59,14 @@ fi
 
 stage "timing: PyTorch on CUDA (bench/baselines/pytorch_maml_gpu.py)"
 PYTHONUNBUFFERED=1 timeout 200 python3 bench/baselines/pytorch_maml_gpu.py "$OUT/torch.json" 2>&1 | tee "$OUT/torch.txt"
+
+if [ $build_ok = 1 ] && command -v compute-sanitizer > /dev/null; then
+  for tool in memcheck racecheck; do
+    stage "compute-sanitizer --tool $tool (small cases)"
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 "$BIN" sanitize > "$OUT/sanitize-$tool.txt" 2>&1
+    echo "exit $? (0 clean, 3 errors found, 124 timed out); last lines:"; tail -4 "$OUT/sanitize-$tool.txt"
+  done
+fi
 
 stage "table"
 python3 bench/gpu/gpu_table.py "$OUT/ours.json" "$OUT/torch.json" "$parity" 2>&1 | tee "$OUT/table.md"

@@ -6,6 +6,7 @@
 //                               ragged tasks; 5 training steps vs the core's optimizer. Exit 1 on
 //                               any failure. Tolerance: rel 1e-4 per inner step (gradients),
 //                               1e-3 per step (rate gradients), 1e-3 (parameters after 5 steps).
+//   gpu_check sanitize          a few small parity cases, to run under compute-sanitizer
 //   gpu_check bench OUT.json    median wall time of CudaLearner::step (batch upload, kernels,
 //                               read-back, update) for the issue's cases, with 128 and 256
 //                               threads per task block, and the kernels' device time (CUDA
@@ -245,6 +246,33 @@ void parity_training(const Case& c, OptimConfig opt, std::mt19937& rng) {
               opt.kind == 0 ? "adam" : "sgd", e);
 }
 
+// A few small cases for compute-sanitizer (memcheck, racecheck): every algorithm once,
+// shared and global memory, ragged tasks with an empty support set, one training step.
+int sanitize() {
+  std::mt19937 rng(99);
+  const Algorithm algos[] = {Algorithm::MAML, Algorithm::FOMAML, Algorithm::Reptile, Algorithm::MetaSGD, Algorithm::ANIL};
+  for (const Algorithm a : algos) {
+    Case c;
+    c.dims = {3, 20, 9, 3};
+    c.loss = static_cast<int>(a) % 3;
+    c.act = static_cast<int>(a) % 2;
+    c.algo = a;
+    c.steps = 2;
+    c.rate_kind = a == Algorithm::MetaSGD ? 2 : 0;
+    c.multi_weights = true;
+    parity_gradient(c, 3, 0, 6, true, rng);
+  }
+  Case wide;
+  wide.dims = {1, 256, 256, 1};
+  parity_gradient(wide, 2, 10, 10, false, rng);
+  OptimConfig adam;
+  Case sine;
+  sine.dims = {1, 40, 40, 1};
+  parity_training(sine, adam, rng);
+  std::printf("sanitize cases: %d failure(s)\n", failures);
+  return failures ? 1 : 0;
+}
+
 int parity() {
   std::mt19937 rng(12345);
   const std::vector<std::vector<int64_t>> shapes = {{1, 40, 40, 1}, {5, 33, 7, 3}, {9, 17, 45, 4}, {3, 70, 2}};
@@ -403,11 +431,12 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   try {
     if (mode == "parity") return parity();
+    if (mode == "sanitize") return sanitize();
     if (mode == "bench" && argc > 2) return bench(argv[2]);
   } catch (const std::exception& e) {
     std::printf("FAILED: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: gpu_check parity | gpu_check bench OUT.json\n");
+  std::fprintf(stderr, "usage: gpu_check parity | gpu_check sanitize | gpu_check bench OUT.json\n");
   return 2;
 }
