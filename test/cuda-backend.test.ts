@@ -1,0 +1,116 @@
+// MetaLearner's CUDA wiring (src/backend-cuda.ts, the 'cuda' paths of src/learner.ts and
+// src/loader.ts), checked on any machine with a stand-in CUDA binary that reports one device
+// and runs the CPU addon on its own copy of the state (test/fixtures/fake-cuda-addon.cjs,
+// loaded through MAML_CUDA_PATH). A learner on it must match a CPU learner exactly (the same
+// arithmetic), read the state back only when asked, send new step weights, and adapt on the
+// "device". The GPU kernels themselves are tested in cuda-host and cuda-parity.
+import os from 'node:os';
+import path from 'node:path';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MetaLearner, sinusoid, type Algorithm, type ModelSpec } from '../src/index.js';
+import { _resetLoaderForTests, backendInfo, resolveDevice } from '../src/loader.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const fake = path.join(here, 'fixtures', 'fake-cuda-addon.cjs');
+const calls = (createRequire(import.meta.url)(fake) as { calls: Record<string, number> }).calls;
+const saved = { path: process.env.MAML_CUDA_PATH, off: process.env.MAML_NATIVE_NO_CUDA };
+
+beforeAll(() => {
+  process.env.MAML_CUDA_PATH = fake;
+  delete process.env.MAML_NATIVE_NO_CUDA;
+  _resetLoaderForTests();
+});
+afterAll(() => {
+  if (saved.path === undefined) delete process.env.MAML_CUDA_PATH;
+  else process.env.MAML_CUDA_PATH = saved.path;
+  if (saved.off !== undefined) process.env.MAML_NATIVE_NO_CUDA = saved.off;
+  _resetLoaderForTests();
+});
+
+const SINE: ModelSpec = { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' };
+
+describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
+  it("'auto' and 'cuda' pick the device; backendInfo reports no error", () => {
+    expect(resolveDevice('auto').device).toBe('cuda');
+    expect(resolveDevice('cuda').reason).toContain('Fake GPU');
+    expect(new MetaLearner({ model: SINE }).device).toBe('cuda');
+    expect(backendInfo().cuda.error).toBeUndefined();
+  });
+
+  for (const algorithm of ['maml', 'meta-sgd', 'anil', 'reptile'] as Algorithm[]) {
+    it(`${algorithm}: steps, stepAsync, params and rates match a CPU learner exactly`, async () => {
+      const o = { model: SINE, algorithm, innerSteps: 2, seed: 3, optimizer: { kind: 'adam' as const, lr: 1e-3 } };
+      const gpu = new MetaLearner({ ...o, device: 'cuda' });
+      const cpu = new MetaLearner({ ...o, device: 'cpu' });
+      const tasks = sinusoid({ shots: 5, queries: 5, seed: 2 });
+      for (let i = 0; i < 3; i++) {
+        const b = tasks.sample(4);
+        expect(gpu.step(b)).toEqual(cpu.step(b));
+      }
+      const b = tasks.sample(4);
+      expect(await gpu.stepAsync(b)).toEqual(await cpu.stepAsync(b));
+      expect(gpu.params).toEqual(cpu.params);
+      expect(gpu.innerLr).toEqual(cpu.innerLr);
+      expect(gpu.stepCount).toBe(4);
+    });
+  }
+
+  it('reads the state back only when it is asked for, and only once after a step', () => {
+    const gpu = new MetaLearner({ model: SINE, algorithm: 'maml', seed: 1, device: 'cuda' });
+    const tasks = sinusoid({ shots: 5, queries: 5, seed: 4 });
+    const before = calls.pull!;
+    gpu.step(tasks.sample(3));
+    gpu.step(tasks.sample(3));
+    expect(calls.pull).toBe(before);
+    const p1 = gpu.params;
+    const p2 = gpu.params;
+    expect(calls.pull).toBe(before + 1);
+    expect(p1).toEqual(p2);
+  });
+
+  it('new step weights reach the device with the next step', () => {
+    const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 2, seed: 5 };
+    const gpu = new MetaLearner({ ...o, device: 'cuda' });
+    const cpu = new MetaLearner({ ...o, device: 'cpu' });
+    const tasks = sinusoid({ shots: 5, queries: 5, seed: 6 });
+    const before = calls.weights!;
+    gpu.stepWeights = cpu.stepWeights = [0.2, 0.3, 0.5];
+    const b = tasks.sample(3);
+    expect(gpu.step(b)).toEqual(cpu.step(b));
+    expect(calls.weights).toBe(before + 1);
+    gpu.step(b);
+    expect(calls.weights).toBe(before + 1);
+  });
+
+  it('adapt, adaptBatch and adaptAsync run on the device and match the CPU', async () => {
+    const o = { model: SINE, algorithm: 'meta-sgd' as const, innerSteps: 1, seed: 7 };
+    const gpu = new MetaLearner({ ...o, device: 'cuda' });
+    const cpu = new MetaLearner({ ...o, device: 'cpu' });
+    const tasks = sinusoid({ shots: 5, queries: 5, seed: 8 });
+    const b = tasks.sample(3);
+    gpu.step(b);
+    cpu.step(b);
+    const before = calls.adapt!;
+    const x = Float32Array.from([0.5, -1, 2]), y = Float32Array.from([0.1, 0.2, -0.3]);
+    expect(gpu.adapt({ x, y }, { steps: 3 }).params).toEqual(cpu.adapt({ x, y }, { steps: 3 }).params);
+    const [ga, ca] = [gpu.adaptBatch(b), cpu.adaptBatch(b)];
+    ga.forEach((m, t) => expect(m.params).toEqual(ca[t]!.params));
+    const [gs, cs] = await Promise.all([gpu.adaptAsync({ x, y }), cpu.adaptAsync({ x, y })]);
+    expect(gs.params).toEqual(cs.params);
+    expect(calls.adapt).toBe(before + 3);
+  });
+
+  it('save and load round-trip the device state', () => {
+    const gpu = new MetaLearner({ model: SINE, seed: 9, device: 'cuda' });
+    gpu.step(sinusoid({ shots: 5, queries: 5, seed: 10 }).sample(3));
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'maml-cuda-')), 'l.safetensors');
+    gpu.save(file);
+    const back = MetaLearner.load(file, { device: 'cuda' });
+    expect(back.device).toBe('cuda');
+    expect(back.params).toEqual(gpu.params);
+    expect(back.stepCount).toBe(1);
+  });
+});
