@@ -24,7 +24,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 stage "build gpu_check (nvcc -arch=$ARCH)"
 build_ok=0
 if timeout 240 nvcc -std=c++17 -O3 -arch="$ARCH" -Xptxas -v -I native bench/gpu/gpu_check.cu native/cuda/meta_kernels.cu \
-    native/cuda/cuda_learner.cu native/cpu/thread_pool.cc -o "$BIN" > "$OUT/build.log" 2>&1; then
+    native/cuda/cuda_learner.cu native/cpu/thread_pool.cc -lpthread -o "$BIN" > "$OUT/build.log" 2>&1; then
   build_ok=1
   echo "built $BIN"
   grep -A2 "meta_tasks_kernel" "$OUT/build.log" | grep -E "registers|stack" | head -4

@@ -42,17 +42,25 @@ def events_median(fn, warmup=10, min_iters=30, max_iters=500, budget_s=5.0):
     return times[len(times) // 2], times[len(times) // 10], times[len(times) * 9 // 10], len(times)
 
 
+def set_tf32(on):
+    """TF32 for float32 matrix products on or off (the newer API where torch has it)."""
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
+    except (AttributeError, RuntimeError, ValueError):
+        torch.backends.cuda.matmul.allow_tf32 = on
+
+
 def sgemm_rate(n=8192, tf32=False):
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    set_tf32(tf32)
     a = torch.randn(n, n, device="cuda")
     b = torch.randn(n, n, device="cuda")
     med, _, _, _ = events_median(lambda: torch.mm(a, b), warmup=3, min_iters=10, max_iters=10)
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(False)
     return 2.0 * n ** 3 / (med * 1e-6) / 1e12
 
 
 def maml_case(name, layers, B, S, K=10, Q=10):
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(False)
     torch.manual_seed(0)
     job = {"model": {"layers": layers, "activation": "relu", "loss": "mse"}, "algorithm": "maml",
            "innerLr": 0.01, "innerSteps": S, "tasks": B, "support": K, "query": Q}
