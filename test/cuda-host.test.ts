@@ -186,6 +186,38 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     });
   }
 
+  // The global-memory kernel of wide networks computes the forward-type products of layers
+  // with din, dout >= 32 through shared-memory tiles (64 x 32 weights, 32 x 32 inputs): partial
+  // tiles in every direction here (70 = 32 + 32 + 6 inputs, 45 of 64 outputs, 40 rows = 32 + 8).
+  it('wide layers through the tiles: reference match in float64 and float32, same result for 1, 3 and 32 threads', () => {
+    const rng = new Rng(17);
+    for (const [model, algorithm, rateKind, rows] of [
+      [{ layers: [3, 70, 45, 3], activation: 'relu', loss: 'mse' }, 'maml', 'per-step', 9],
+      [{ layers: [40, 33, 4], activation: 'tanh', loss: 'cross-entropy' }, 'meta-sgd', 'per-param', 40],
+      [{ layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' }, 'maml', 'scalar', 10],
+      [{ layers: [6, 64, 96, 2], activation: 'tanh', loss: 'binary-cross-entropy' }, 'anil', 'scalar', 12],
+    ] as [ModelSpec, Algorithm, 'scalar' | 'per-step' | 'per-param', number][]) {
+      const batch = raggedBatch(rng, model, 3, rows);
+      const o = options(rng, model, algorithm, 2, rateKind);
+      const p64 = Float64Array.from(initParams(model, { seed: 8 }));
+      const what = `${algorithm} ${modelName(model)}`;
+      const ref = addon.metaGradient({ ...args(model, p64, batch, o, 'float64'), reference: true } as never);
+      const a64 = { ...(args(model, p64, batch, o, 'float64') as object), tiled: true };
+      const one = addon.metaGradientCudaHost(a64);
+      expectClose(one.grad, ref.grad, 1e-11, `${what}: tiled float64 gradient`);
+      if (ref.rateGrad) expectClose(one.rateGrad!, ref.rateGrad, 1e-11, `${what}: tiled float64 rate gradient`);
+      const o32 = { ...o, innerLr: o.innerLr instanceof Float64Array ? Float32Array.from(o.innerLr) : o.innerLr };
+      const k32 = addon.metaGradientCudaHost({ ...(args(model, Float32Array.from(p64), f32(batch), o32, 'float32') as object), tiled: true });
+      expectClose(k32.grad, ref.grad, 4e-5, `${what}: tiled float32 gradient`);
+      for (const blockThreads of [3, 32]) {
+        const many = addon.metaGradientCudaHost({ ...a64, blockThreads });
+        expect(Array.from(many.grad), `${what}, ${blockThreads} threads`).toEqual(Array.from(one.grad));
+      }
+      const adapted = addon.adaptBatchCudaHost({ ...a64, blockThreads: 32 });
+      expectClose(adapted, addon.adaptBatch({ ...args(model, p64, batch, o, 'float64'), reference: true } as never), 1e-12, `${what}: tiled adaptation`);
+    }
+  });
+
   it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
     const rng = new Rng(3);
     const model = EXTRA[0]!;

@@ -4,6 +4,8 @@
 // and run the GPU's per-task code path and its task-ordered reduction on the CPU. This is how
 // a machine without a GPU checks the kernels' logic (test/cuda-host.test.ts).
 //
+// Option tiled (default false): the wide layers' forward-type products go through the tiles of
+// the global-memory kernel (forward_layer_tiled), as on the GPU for wide networks.
 // Option blockThreads (default 1): 1 runs each task on a SerialBlock; n > 1 runs it on n
 // std::threads that meet at a barrier in every sync(), the GPU block's decomposition of the
 // work, so that a missing sync() or two threads writing one element shows up as a wrong or
@@ -91,6 +93,8 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks, slot = static_cast<int64_t>(m.P) + c.R;
   const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
+  std::vector<T> tile(boolean(o, "tiled", false) ? cuda::kTileFloats : 0);  // the global-memory kernel's tiles
+  T* tiles = tile.empty() ? nullptr : tile.data();
   const cuda::Layout lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
   const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
   cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
@@ -98,7 +102,8 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
       losses(static_cast<size_t>(B));
   for (int64_t t = 0; t < B; ++t)
     run_block(threads, [&](const auto& blk) {
-      cuda::task_meta_step(blk, m, c, a, static_cast<int>(t), work.data(), lay, slots.data() + t * slot, losses.data() + t);
+      cuda::task_meta_step(blk, m, c, a, static_cast<int>(t), work.data(), lay, slots.data() + t * slot, losses.data() + t,
+                           tiles);
     });
   auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(m.P));
   auto rate_grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(c.R));
@@ -128,6 +133,8 @@ Napi::Value adapt_host_t(const Napi::Env& env, const Napi::Object& o, const Mode
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks;
   const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
+  std::vector<T> tile(boolean(o, "tiled", false) ? cuda::kTileFloats : 0);  // the global-memory kernel's tiles
+  T* tiles = tile.empty() ? nullptr : tile.data();
   const cuda::Layout lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
   const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
   const cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
@@ -136,7 +143,7 @@ Napi::Value adapt_host_t(const Napi::Env& env, const Napi::Object& o, const Mode
   T* adapted = out.Data();
   for (int64_t t = 0; t < B; ++t)
     run_block(threads, [&](const auto& blk) {
-      cuda::task_adapt(blk, m, c, a, static_cast<int>(t), work.data(), lay, adapted + t * m.P);
+      cuda::task_adapt(blk, m, c, a, static_cast<int>(t), work.data(), lay, adapted + t * m.P, tiles);
     });
   return out;
 }

@@ -21,7 +21,7 @@ __global__ void meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout la
   const int t = blockIdx.x;
   float* work = kShared ? smem : scratch + static_cast<int64_t>(t) * lay.total;
   const int64_t slot = static_cast<int64_t>(m.P) + c.R;
-  task_meta_step(DeviceBlock{}, m, c, a, t, work, lay, a.slots + t * slot, a.losses + t);
+  task_meta_step(DeviceBlock{}, m, c, a, t, work, lay, a.slots + t * slot, a.losses + t, kShared ? nullptr : smem);
 }
 
 template <bool kShared>
@@ -29,7 +29,7 @@ __global__ void adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout l
   extern __shared__ float smem[];
   const int t = blockIdx.x;
   float* work = kShared ? smem : scratch + static_cast<int64_t>(t) * lay.total;
-  task_adapt(DeviceBlock{}, m, c, a, t, work, lay, a.adapted + static_cast<int64_t>(t) * m.P);
+  task_adapt(DeviceBlock{}, m, c, a, t, work, lay, a.adapted + static_cast<int64_t>(t) * m.P, kShared ? nullptr : smem);
 }
 
 // Level 1: partial[c, i] = sum of chunk c's tasks (blockIdx.y = c); level 2: grad[i] = sum of
@@ -111,7 +111,8 @@ void launch_tasks(Kernel shared_kernel, Kernel global_kernel, const KModel& m, c
     CUDA_CHECK(cudaFuncSetAttribute(shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
     shared_kernel<<<tasks, how.threads, bytes, stream>>>(m, c, a, lay, nullptr);
   } else {
-    global_kernel<<<tasks, how.threads, 0, stream>>>(m, c, a, lay, how.scratch);
+    // the working memory is global; shared memory holds the tiles of wide layers
+    global_kernel<<<tasks, how.threads, kTileFloats * sizeof(float), stream>>>(m, c, a, lay, how.scratch);
   }
   CUDA_CHECK(cudaGetLastError());
 }

@@ -178,6 +178,7 @@ struct Pass {
   T* ract;  // R(a_l), same layout (l < L)
   T* dz; T* dz2; T* rdz; T* rdz2;
   T* red;
+  T* tile;  // kTileFloats of block-shared scratch for the tiled products, or nullptr
 };
 
 // What the backward sweep does with each parameter's gradient g and curvature product hv.
@@ -195,9 +196,6 @@ struct Emit {
   MAML_HD bool wants_g() const { return g_out || next || vacc; }
 };
 
-// Forward pass at th on set (and the R-forward along u when u != nullptr), layer by layer:
-//   z_l = a_{l−1} W_lᵀ + b_l,  a_l = f(z_l) (l < L)
-//   R(z_l) = R(a_{l−1}) W_lᵀ + a_{l−1} uW_lᵀ + ub_l,  R(a_l) = f'(z_l) R(z_l)
 // Rows i0..i0+nr−1 (nr ≤ R) of output column j of layer l: z (and R(z), R(a) when u). Each
 // weight is read once for all R rows. Dot products start at k0 = j mod din and wrap around, so
 // that neighbouring threads (neighbouring j) read different shared-memory banks of their
@@ -256,6 +254,86 @@ MAML_UNROLL
 // chain of dependent operations per thread).
 constexpr int kRows = 8;
 
+// Tiles of the forward-type products of wide layers, for the kernel whose working memory is
+// in global memory (wide networks): weight tiles [kTileJ x kTileK] and input tiles
+// [kTileI x kTileK] are loaded with consecutive threads on consecutive addresses into
+// block-shared scratch (rows padded to kTileLd: no bank conflicts), then every output of the
+// tile accumulates from there. Layers with din and dout >= kTileMin use them when the caller
+// provides the scratch (Pass::tile).
+constexpr int kTileJ = 64, kTileK = 32, kTileI = 32, kTileLd = kTileK + 1;
+constexpr int kTileFloats = 2 * kTileJ * kTileLd + 2 * kTileI * kTileLd;
+constexpr int kTileMin = 32;
+
+// Layer l's z = a W^T + b (and R(z) = R(a) W^T + a uW^T + ub when u), over tiles; then the
+// activation and R(a). Sums per output: the bias, then each k-tile's partial sum in order.
+template <class T, class Block>
+MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
+                                 const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
+  const int din = m.dims[l - 1], dout = m.dims[l], tid = blk.tid(), nt = blk.size();
+  const T* W = th + m.w_off[l];
+  const T* uW = u ? u + m.w_off[l] : nullptr;
+  T* Wt = tile;
+  T* uWt = tile + kTileJ * kTileLd;
+  T* Xt = tile + 2 * kTileJ * kTileLd;
+  T* RXt = Xt + kTileI * kTileLd;
+  for (int e = tid; e < n * dout; e += nt) {
+    const int j = e % dout;
+    z[e] = th[m.b_off[l] + j];
+    if (u) rpre[e] = u[m.b_off[l] + j];
+  }
+  blk.sync();
+  for (int i0 = 0; i0 < n; i0 += kTileI) {
+    const int ni = n - i0 < kTileI ? n - i0 : kTileI;
+    for (int j0 = 0; j0 < dout; j0 += kTileJ) {
+      const int nj = dout - j0 < kTileJ ? dout - j0 : kTileJ;
+      for (int k0 = 0; k0 < din; k0 += kTileK) {
+        const int nk = din - k0 < kTileK ? din - k0 : kTileK;
+        for (int e = tid; e < nj * nk; e += nt) {
+          const int jj = e / nk, kk = e - jj * nk;
+          const int64_t g = static_cast<int64_t>(j0 + jj) * din + k0 + kk;
+          Wt[jj * kTileLd + kk] = W[g];
+          if (u) uWt[jj * kTileLd + kk] = uW[g];
+        }
+        for (int e = tid; e < ni * nk; e += nt) {
+          const int ii = e / nk, kk = e - ii * nk;
+          const int64_t g = static_cast<int64_t>(i0 + ii) * din + k0 + kk;
+          Xt[ii * kTileLd + kk] = in[g];
+          if (rin) RXt[ii * kTileLd + kk] = rin[g];
+        }
+        blk.sync();
+        for (int e = tid; e < ni * nj; e += nt) {
+          const int ii = e / nj, jj = e - ii * nj;
+          const T* x = Xt + ii * kTileLd;
+          const T* wr = Wt + jj * kTileLd;
+          T acc = T(0);
+          for (int kk = 0; kk < nk; ++kk) acc += x[kk] * wr[kk];
+          const int64_t o = static_cast<int64_t>(i0 + ii) * dout + j0 + jj;
+          z[o] += acc;
+          if (u) {
+            const T* ur = uWt + jj * kTileLd;
+            T r = T(0);
+            for (int kk = 0; kk < nk; ++kk) r += x[kk] * ur[kk];
+            if (rin) {
+              const T* rx = RXt + ii * kTileLd;
+              for (int kk = 0; kk < nk; ++kk) r += rx[kk] * wr[kk];
+            }
+            rpre[o] += r;
+          }
+        }
+        blk.sync();
+      }
+    }
+  }
+  if (l < m.L) {
+    for (int e = tid; e < n * dout; e += nt) {
+      const T a = k_act(m.act, z[e]);
+      z[e] = a;
+      if (u) ract[e] = k_d1(m.act, a) * rpre[e];
+    }
+  }
+  blk.sync();
+}
+
 // Forward pass at th on set (and the R-forward along u when u != nullptr), layer by layer:
 //   z_l = a_{l−1} W_lᵀ + b_l,  a_l = f(z_l) (l < L)
 //   R(z_l) = R(a_{l−1}) W_lᵀ + a_{l−1} uW_lᵀ + ub_l,  R(a_l) = f'(z_l) R(z_l)
@@ -269,7 +347,10 @@ MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const 
     const T* in = l > 1 ? w.act + prev_off : set.x;
     const T* rin = l > 1 ? w.ract + prev_off : nullptr;
     T *z = w.act + off, *rpre = w.rpre + off, *ract = w.ract + off;
-    if (n * dout >= 4 * blk.size()) {
+    const bool tiled = w.tile && m.dims[l - 1] >= kTileMin && dout >= kTileMin;
+    if (tiled) {
+      forward_layer_tiled(blk, m, l, th, u, in, rin, n, z, rpre, ract, w.tile);  // ends with sync()
+    } else if (n * dout >= 4 * blk.size()) {
       const int chunks = (n + kRows - 1) / kRows;
       for (int idx = blk.tid(); idx < chunks * dout; idx += blk.size()) {
         const int ch = idx / dout, j = idx - ch * dout, i0 = ch * kRows;
@@ -281,7 +362,7 @@ MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const 
         forward_rows<1>(m, l, th, u, in, rin, i, 1, j, z, rpre, ract);
       }
     }
-    blk.sync();
+    if (!tiled) blk.sync();
     prev_off = off;
     off += static_cast<int64_t>(n) * dout;
   }
@@ -455,20 +536,20 @@ MAML_HD T grad_pass(const Block& blk, const KModel& m, const T* th, const T* u, 
 }
 
 template <class T>
-MAML_HD inline Pass<T> pass_of(T* work, const Layout& lay) {
+MAML_HD inline Pass<T> pass_of(T* work, const Layout& lay, T* tile) {
   return Pass<T>{work + lay.act, work + lay.rpre, work + lay.ract, work + lay.dz, work + lay.dz2,
-                 work + lay.rdz, work + lay.rdz2, work + lay.red};
+                 work + lay.rdz, work + lay.rdz2, work + lay.red, tile};
 }
 
 // Copies theta into thetas[0] and runs the S inner steps: thetas[1..S], grads[0..S−1].
 template <class T, class Block>
 MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, const T* theta, const T* rates,
-                        const KSet<T>& sup, T* work, const Layout& lay) {
+                        const KSet<T>& sup, T* work, const Layout& lay, T* tile) {
   const int64_t P = m.P;
   T* th = work + lay.thetas;
   for (int64_t i = blk.tid(); i < P; i += blk.size()) th[i] = theta[i];
   blk.sync();
-  const Pass<T> w = pass_of(work, lay);
+  const Pass<T> w = pass_of(work, lay, tile);
   for (int s = 0; s < c.steps; ++s) {
     Emit<T> e;
     e.g_out = lay.keep_grads ? work + lay.grads + s * P : nullptr;
@@ -482,16 +563,17 @@ MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, con
 }
 
 // One task's meta-gradient (see the top of this file). out: [P + R]; *loss: the outer loss.
+// tile: kTileFloats of block-shared scratch for wide layers (forward_layer_tiled), or nullptr.
 template <class T, class Block>
 MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task,
-                            T* work, const Layout& lay, T* out, T* loss_out) {
+                            T* work, const Layout& lay, T* out, T* loss_out, T* tile) {
   const int64_t P = m.P;
   const int S = c.steps;
   const KSet<T> sup = support_of(m, a, task), qry = query_of(m, a, task);
-  inner_loop(blk, m, c, a.theta, a.rates, sup, work, lay);
+  inner_loop(blk, m, c, a.theta, a.rates, sup, work, lay, tile);
   const T* th = work + lay.thetas;
   const T* thS = th + S * P;
-  const Pass<T> w = pass_of(work, lay);
+  const Pass<T> w = pass_of(work, lay, tile);
 
   if (c.algo == kReptile) {
     for (int64_t i = blk.tid(); i < P; i += blk.size()) out[i] = th[i] - thS[i];
@@ -556,8 +638,8 @@ MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c,
 // One task's adaptation: adapted [P] = θ_S.
 template <class T, class Block>
 MAML_HD void task_adapt(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task, T* work,
-                        const Layout& lay, T* adapted) {
-  inner_loop(blk, m, c, a.theta, a.rates, support_of(m, a, task), work, lay);
+                        const Layout& lay, T* adapted, T* tile) {
+  inner_loop(blk, m, c, a.theta, a.rates, support_of(m, a, task), work, lay, tile);
   const T* thS = work + lay.thetas + static_cast<int64_t>(c.steps) * m.P;
   for (int64_t i = blk.tid(); i < m.P; i += blk.size()) adapted[i] = thS[i];
   blk.sync();
