@@ -55,6 +55,19 @@ describe('maml-native train / eval glyphs', () => {
     expect(existsSync(join(dir, 'runs', 'pretrained.safetensors'))).toBe(true);
   }, 120_000);
 
+  it('eval glyphs --compare trains a missing learner into --dir, then reuses it', () => {
+    const table = join(dir, 'learners.md');
+    const args = ['eval', 'glyphs', '--compare', '--no-baselines', '--algorithms', 'maml', '--settings', '5x1', '--iterations', '5', '--episodes', '20', '--dir', join(dir, 'runs2'), '--table', table, ...small];
+    run(args);
+    expect(existsSync(join(dir, 'runs2', 'maml-5way-1shot.safetensors'))).toBe(true);
+    const first = JSON.parse(readFileSync(join(dir, 'learners.json'), 'utf8')).rows;
+    expect(first.map((r: { method: string }) => r.method)).toEqual(['maml']);
+    const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+    expect(r.stderr).toMatch(/using .*maml-5way-1shot\.safetensors/);
+    const again = JSON.parse(readFileSync(join(dir, 'learners.json'), 'utf8')).rows;
+    expect(again[0].accuracy).toBe(first[0].accuracy); // same checkpoint, same test episodes
+  }, 120_000);
+
   it('prints usage and exits with 2 on bad options', () => {
     for (const args of [
       ['train', 'glyphs', '--algorithm', 'knn'],

@@ -4,7 +4,7 @@
  * - nearest neighbour on raw inputs: each query takes the label of the support example at the
  *   smallest Euclidean distance (ties: the first in support order);
  * - a network pre-trained on all training classes (a softmax classifier with the same MLP body
- *   as the meta-learners, plain minibatch training with Adam over the native `gradient`), then,
+ *   as the meta-learners, plain minibatch training with Adam on the native fast path), then,
  *   per episode, a new N-way linear head trained on the support set on top of the FROZEN body
  *   (the features after the last hidden activation).
  *
@@ -12,7 +12,8 @@
  */
 import { MamlError } from '../errors.js';
 import { forward, gradient } from '../functional.js';
-import { initParams, paramCount, type ModelSpec } from '../model.js';
+import { MetaLearner } from '../learner.js';
+import { paramCount, type ModelSpec } from '../model.js';
 import { Rng } from '../rng.js';
 
 /** Episodes as the sampler lays them out: task-major, `support` and `query` rows per task. */
@@ -123,11 +124,15 @@ export function pretrainClassifier(
   for (let r = 0; r < labels.length; r++) if (index.has(labels[r]!)) rows.push(r);
   if (rows.length === 0) throw new MamlError('INVALID_ARGUMENT', 'pretrainClassifier: no rows belong to the training classes');
   const full: ModelSpec = { layers: [inputDim, ...o.hidden, classes.length], activation: o.activation, loss: 'cross-entropy' };
-  const params = initParams(full, { seed: o.seed });
-  const step = adam(params, o.lr);
+  // Plain minibatch training through MetaLearner's fast native path: FOMAML with no inner step
+  // is the query loss's gradient at θ, and Adam runs natively. A minibatch is split into
+  // `tasks` equal tasks only so that the threads share it (the loss is the same mean).
+  const tasks = o.batch % 4 === 0 ? 4 : 1;
+  const learner = new MetaLearner({ model: full, algorithm: 'fomaml', innerSteps: 0, innerLr: 0.01, optimizer: { kind: 'adam', lr: o.lr }, seed: o.seed });
   const rng = new Rng(o.seed + 1);
   const bx = new Float32Array(o.batch * inputDim);
   const by = new Int32Array(o.batch);
+  const batch = { tasks, support: 0, query: o.batch / tasks, xs: new Float32Array(0), ys: new Int32Array(0), xq: bx, yq: by };
   let tail = 0, tailN = 0;
   for (let i = 1; i <= o.iterations; i++) {
     for (let b = 0; b < o.batch; b++) {
@@ -135,14 +140,14 @@ export function pretrainClassifier(
       bx.set(x.subarray(r * inputDim, (r + 1) * inputDim), b * inputDim);
       by[b] = index.get(labels[r]!)!;
     }
-    const { loss, grad } = gradient(full, params, bx, by);
-    step(grad);
+    const { loss } = learner.step(batch);
     if (i > o.iterations * 0.9) {
       tail += loss;
       tailN++;
     }
     onStep?.(i, loss);
   }
+  const params = learner.params;
   const spec: ModelSpec = { layers: [inputDim, ...o.hidden], activation: o.activation, loss: 'mse' };
   const body = params.slice(0, paramCount(spec));
   return { spec, params: body, seconds: (performance.now() - t0) / 1000, finalLoss: tail / Math.max(1, tailN) };

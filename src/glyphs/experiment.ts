@@ -12,7 +12,7 @@
  * more ways than they tested: 20-way 1-shot training gave 91.9% at 5-way 1-shot on validation
  * characters after 2,000 steps here); one model then serves 5-way and 20-way tests.
  * Reptile, as in Nichol et al.'s Omniglot runs, trains on episodes with 10 shots per class
- * (5 inner steps at α = 0.1, Adam on θ − θ_S) and adapts with 30 steps at test time. A checkpoint is the learner's safetensors file plus
+ * (5 inner steps at α = 0.1, Adam at 0.002 on θ − θ_S) and adapts with 30 steps at test time. A checkpoint is the learner's safetensors file plus
  * `NAME.glyphs.json` (algorithm, ways, shots, test steps, dataset options, time taken).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -27,7 +27,8 @@ import type { GlyphDataset, GlyphDatasetOptions } from './dataset.js';
 
 export type GlyphAlgorithm = 'protonet' | 'matching' | 'relation' | 'maml' | 'fomaml' | 'reptile';
 export const GLYPH_ALGORITHMS: readonly GlyphAlgorithm[] = ['protonet', 'matching', 'relation', 'maml', 'fomaml', 'reptile'];
-const METRIC = new Set<GlyphAlgorithm>(['protonet', 'matching', 'relation']);
+export const METRIC_ALGORITHMS: readonly GlyphAlgorithm[] = ['protonet', 'matching', 'relation'];
+const METRIC = new Set<GlyphAlgorithm>(METRIC_ALGORITHMS);
 
 /** Hidden widths of the MLP body shared by every learner and the pre-trained baseline. */
 export const GLYPH_HIDDEN = [256, 128, 64, 64];
@@ -53,16 +54,21 @@ export interface GlyphTrainOptions {
   testSteps: number;
   seed: number;
   progress: boolean;
+  /** relation: hidden widths of the relation module [2·64, …hidden, 1] (default: FewShotLearner's) */
+  relationHidden?: number[];
 }
 
 /** The defaults of one algorithm at one (ways, shots). */
 export function glyphDefaults(algorithm: GlyphAlgorithm, ways: number, shots: number): GlyphTrainOptions {
   const base = { algorithm, ways, shots, trainWays: ways, trainShots: shots, queries: 5, lr: 1e-3, seed: 1, progress: true };
+  // Relation Networks' MSE on one-hot targets collapsed to the constant prediction with 20-way
+  // training episodes (and a hidden layer of 8), so they train with the test's number of ways.
+  if (algorithm === 'relation') return { ...base, iterations: 2000, metaBatch: 16, innerLr: 0, innerSteps: 0, testSteps: 0 };
   if (METRIC.has(algorithm)) return { ...base, trainWays: 20, iterations: 2000, metaBatch: 16, innerLr: 0, innerSteps: 0, testSteps: 0 };
-  if (algorithm === 'reptile') return { ...base, trainShots: 10, queries: 1, iterations: 3000, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 30 };
+  if (algorithm === 'reptile') return { ...base, trainShots: 10, queries: 1, lr: 2e-3, iterations: ways <= 5 ? 2000 : 600, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 30 };
   return ways <= 5
     ? { ...base, iterations: 3000, metaBatch: 32, innerLr: 0.4, innerSteps: 1, testSteps: 1 }
-    : { ...base, iterations: shots > 1 ? 1000 : 2000, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 5 };
+    : { ...base, iterations: shots > 1 ? 800 : 2000, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 5 };
 }
 
 /** A trained learner of either family, with what evaluation needs to know. */
@@ -87,6 +93,7 @@ function createLearner(o: GlyphTrainOptions, inputDim: number): MetaLearner | Fe
     return new FewShotLearner({
       algorithm: o.algorithm as 'protonet' | 'matching' | 'relation',
       embedding: { layers: [inputDim, ...GLYPH_HIDDEN], activation: 'relu' },
+      ...(o.algorithm === 'relation' && o.relationHidden ? { relation: { layers: [2 * GLYPH_HIDDEN.at(-1)!, ...o.relationHidden, 1], activation: 'relu' as const } } : {}),
       optimizer,
       seed: o.seed,
     });

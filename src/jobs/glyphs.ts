@@ -40,6 +40,7 @@ Options of eval glyphs --compare / --baselines:
   --dir DIR          where learners' checkpoints are read, or written when missing (default out/glyphs)
   --table FILE       the markdown table (default out/glyphs-compare.md; JSON beside it)
   --algorithms A,B   learners to include (default all six)    --iterations N  for learners trained here
+  --no-baselines     leave the two baselines out
   --pretrain-iterations N   the pre-trained baseline's iterations (default ${PRETRAIN_DEFAULTS.iterations})
 Dataset options (all glyph commands; checkpoints remember them):
   --train-chars N --val-chars N --test-chars N   characters per part (default 1200, 100, 423)
@@ -173,6 +174,7 @@ export function evalGlyphsCommand(argv: string[]): number {
         episodes: { type: 'string' },
         compare: { type: 'boolean', default: false },
         baselines: { type: 'boolean', default: false },
+        'no-baselines': { type: 'boolean', default: false },
         dir: { type: 'string' },
         table: { type: 'string' },
         settings: { type: 'string' },
@@ -236,7 +238,7 @@ function compare(values: Record<string, string | boolean | undefined>, argv: str
   ensureDirFor(table);
   const t0 = performance.now();
   const data = buildDataset(dataOpts);
-  const rows = runComparison(data, { dir, settings, algorithms, baselines: true, episodes, seed, ...(iterations ? { iterations } : {}), pretrain, dataset: dataOpts, progress: !values.quiet }, log);
+  const rows = runComparison(data, { dir, settings, algorithms, baselines: values['no-baselines'] !== true, episodes, seed, ...(iterations ? { iterations } : {}), pretrain, dataset: dataOpts, progress: !values.quiet }, log);
   const seconds = (performance.now() - t0) / 1000;
   const md = formatComparison(rows);
   const command = `maml-native eval glyphs ${argv.join(' ')}`.trim();
