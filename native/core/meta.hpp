@@ -154,22 +154,25 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
       T* u = w.u.data();
       for (int64_t i = 0; i < begin; ++i) u[i] = 0;
       const T* a = rates.data + st * rates.step_stride;
+      // A network that caches steps adds H u into v itself: it gets u = -alpha mask v (sign -1).
+      constexpr T sign = Net::caches_steps ? T(-1) : T(1);
       if (rates.param_stride == 0) {  // one rate for the step: dalpha_s = -<g_s, v_{s+1}> over the adapted part
-        const T a0 = a[0];
+        const T a0 = sign * a[0];
         for (int64_t i = begin; i < P; ++i) u[i] = a0 * v[i];
         if (cfg.want_rate_grad) rate_grad[st * rates.step_stride] -= dot(g + begin, v + begin, P - begin);
       } else {
-        for (int64_t i = begin; i < P; ++i) u[i] = a[i] * v[i];
+        for (int64_t i = begin; i < P; ++i) u[i] = (sign * a[i]) * v[i];
         if (cfg.want_rate_grad) {
           T* dr = rate_grad + st * rates.step_stride;
           for (int64_t i = begin; i < P; ++i) dr[i] -= g[i] * v[i];
         }
       }
-      if constexpr (Net::caches_steps)  // reuses the inner step's forward pass and deltas
-        Net::hvp_cached(s, cur, task.xs, task.ys, task.ns, u, w.mlp, w.hv.data(), st);
-      else
+      if constexpr (Net::caches_steps) {  // reuses the inner step's forward pass and deltas; v += H u
+        Net::hvp_cached_add(s, cur, task.xs, task.ys, task.ns, u, w.mlp, v, st);
+      } else {
         Net::loss_grad_hvp(s, cur, task.xs, task.ys, task.ns, u, w.mlp, nullptr, w.hv.data());
-      for (int64_t i = 0; i < P; ++i) v[i] -= w.hv[i];
+        for (int64_t i = 0; i < P; ++i) v[i] -= w.hv[i];
+      }
     }
     const double ws = cfg.weights[st];
     if (ws != 0.0) {

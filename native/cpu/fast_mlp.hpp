@@ -411,8 +411,10 @@ struct FastNet {
       for (int64_t k = d; k < ld; ++k) y[i * ld + k] = 0;
   }
 
-  static void bias_grad(const T* __restrict d, int64_t n, int64_t dpl, T* __restrict b) {
-    for (int64_t j = 0; j < dpl; ++j) b[j] = 0;
+  // b (+)= column sums of d [n, dpl].
+  static void bias_grad(const T* __restrict d, int64_t n, int64_t dpl, T* __restrict b, bool accumulate = false) {
+    if (!accumulate)
+      for (int64_t j = 0; j < dpl; ++j) b[j] = 0;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < dpl; ++j) b[j] += d[i * dpl + j];
   }
@@ -420,8 +422,9 @@ struct FastNet {
   // From w.dout (and w.rdout when hv): grad (nullable) and hv (nullable), in the fast layout.
   // store: keep this pass's deltas for a later Hessian-vector product at the same point.
   // reuse: take the deltas from such a cache instead of computing them (then grad is null).
+  // hv_add: hv += H u instead of hv = H u.
   static void backward(const ModelSpec& s, Work& w, const Acts& act, const T* theta, const T* u, const T* x, int64_t n,
-                       T* grad, T* hv, StepCache<T>* store, const StepCache<T>* reuse) {
+                       T* grad, T* hv, StepCache<T>* store, const StepCache<T>* reuse, bool hv_add = false) {
     const int L = s.layers();
     const int64_t dL = s.out_dim();
     const bool tanh_act = s.act == Activation::Tanh;
@@ -449,9 +452,9 @@ struct FastNet {
         bias_grad(dz, n, dpl, grad + s.b_off[l]);
       }
       if (hv) {  // R(dWT) = in^T R(dz) + R(in)^T dz
-        gemm<K>(in, 1, ldin, din, n, rdz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, false);
+        gemm<K>(in, 1, ldin, din, n, rdz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, hv_add);
         if (l >= 2) gemm<K>(w.ract[l - 1].data(), 1, ldin, din, n, dz, dpl, dpl, hv + s.w_off[l], dpl, nullptr, true);
-        bias_grad(rdz, n, dpl, hv + s.b_off[l]);
+        bias_grad(rdz, n, dpl, hv + s.b_off[l], hv_add);
       }
       if (l == 1) break;
       const int64_t dout = s.dims[l];
@@ -532,7 +535,7 @@ struct FastNet {
   }
 
   // The inner loop's gradient at step `step`, keeping what that step's Hessian-vector
-  // product needs (hvp_cached): the forward pass and the deltas are not computed twice.
+  // product needs (hvp_cached_add): the forward pass and the deltas are not computed twice.
   static constexpr bool caches_steps = true;
   static double loss_and_grad_cached(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
                                      Work& w, T* grad, int step) {
@@ -546,17 +549,16 @@ struct FastNet {
     return loss;
   }
 
-  // hv = H u at the point and on the data of loss_and_grad_cached(..., step).
-  static void hvp_cached(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n, const T* u,
-                         Work& w, T* hv, int step) {
-    if (n == 0) {
-      std::fill(hv, hv + s.n_params, T(0));
-      return;
-    }
+  // v += H u at the point and on the data of loss_and_grad_cached(..., step): the reverse pass's
+  // products accumulate into v, so no separate H u vector is written and subtracted (the
+  // caller passes u = -alpha v; the R-pass is linear in u, and negation is exact).
+  static void hvp_cached_add(const ModelSpec& s, const T* theta, const T* x, const Targets<T>& tg, int64_t n,
+                             const T* u, Work& w, T* v, int step) {
+    if (n == 0) return;
     const StepCache<T>& c = w.steps[static_cast<size_t>(step)];
     r_forward(s, w, c.act, theta, u, x, n);
     loss_hess_vec(s.loss, c.out.data(), tg, n, s.out_dim(), w.rout.data(), w.rdout.data());
-    backward(s, w, c.act, theta, u, x, n, nullptr, hv, nullptr, &c);
+    backward(s, w, c.act, theta, u, x, n, nullptr, v, nullptr, &c, true);
   }
 };
 
