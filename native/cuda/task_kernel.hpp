@@ -2,9 +2,10 @@
 // Hessian-vector products) written once for a block of threads, over the scalar type T.
 //
 // nvcc compiles it with DeviceBlock inside the fused kernel (meta_kernels.cu: one block per
-// task, working memory in shared memory); g++ compiles it with SerialBlock into the CPU addon,
-// where test/cuda-host.test.ts checks it against native/core/meta.hpp task_meta_gradient,
-// which is the specification (DESIGN.md §3):
+// task, working memory in shared memory, or in global memory for wide networks); g++ compiles
+// it with SerialBlock and with blocks of host threads into the CPU addon, where
+// test/cuda-host.test.ts checks it against native/core/meta.hpp task_meta_gradient, which is
+// the specification (DESIGN.md §3):
 //   inner loop   g_s = ∇L_sup(θ_s)      θ_{s+1} = θ_s − α_s ⊙ mask ⊙ g_s
 //   reverse      v_S = w_S ∇L_q(θ_S)
 //                v_s = v_{s+1} − H_s(α_s ⊙ mask ⊙ v_{s+1}) + w_s ∇L_q(θ_s)    (H term: second order only)
@@ -14,9 +15,11 @@
 // and R-backward in one sweep (native/core/mlp.hpp has the same formulas in plain loops).
 //
 // Parallel form: every phase is a loop strided by (tid, nthreads) in which each output element
-// is computed by exactly one thread (a dot product summed in the reference's order), phases are
-// separated by sync(). Only the loss value and the scalar-rate gradient use a block reduction
-// (a tree over the threads: deterministic for a fixed block size).
+// is computed by exactly one thread, in an order that does not depend on the block size;
+// phases are separated by sync(). Only the loss value and the scalar-rate gradient use a block
+// reduction (a tree over the threads: deterministic for a fixed block size). Small layers read
+// their weights from the work area row by row (a thread may take 8 rows at once, kRows); wide
+// layers in the global-memory kernel go through shared-memory tiles (forward_layer_tiled).
 //
 // Memory: the caller hands a work area of Layout::total elements (shared memory on the GPU):
 //   thetas [(S+1), P]  grads [S, P] (only for rate gradients)  v [P]  u [P]
