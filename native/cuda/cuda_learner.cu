@@ -81,6 +81,7 @@ struct CudaLearner::Impl {
   int64_t step_stride = 0, param_stride = 0, rates_len = 0;
   const char* memory = "none";
   int threads = 256;
+  int64_t shared_bytes = 0;  // the device's per-block limit of dynamic shared memory
   // MAML_CUDA_TIMING=1: CUDA events around each meta-step's kernels (kernel_us()).
   cudaEvent_t ev0 = nullptr, ev1 = nullptr;
   double kernel_us = -1;
@@ -136,7 +137,7 @@ struct CudaLearner::Impl {
   TaskLaunch placement(const Layout& lay, int64_t tasks) {
     TaskLaunch how;
     how.threads = threads;
-    how.shared = fits_shared(lay, device);
+    how.shared = lay.total * static_cast<int64_t>(sizeof(float)) <= shared_bytes;
     if (!how.shared) how.scratch = scratch.grow(static_cast<size_t>(checked_mul(tasks, lay.total, "GPU scratch")));
     memory = how.shared ? "shared" : "global";
     return how;
@@ -218,6 +219,7 @@ CudaLearner::CudaLearner(const LearnerConfig& c) : impl_(std::make_unique<Impl>(
     MAML_CHECK(s.N >= s.P && s.rates_len >= 1, ShapeMismatch, "CUDA learner: state or rates of the wrong length");
     CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
     s.threads = block_threads();
+    s.shared_bytes = shared_limit(s.device);
     const char* timing = std::getenv("MAML_CUDA_TIMING");
     if (timing && std::strcmp(timing, "1") == 0) {
       CUDA_CHECK(cudaEventCreate(&s.ev0));

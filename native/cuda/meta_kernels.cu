@@ -119,10 +119,10 @@ void launch_tasks(Kernel shared_kernel, Kernel global_kernel, const KModel& m, c
 
 }  // namespace
 
-bool fits_shared(const Layout& lay, int device) {
+int shared_limit(int device) {
   int optin = 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  return static_cast<int64_t>(lay.total) * static_cast<int64_t>(sizeof(float)) <= optin;
+  return optin;
 }
 
 void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,

@@ -23,9 +23,8 @@ struct TaskLaunch {
   float* scratch = nullptr;  // [tasks, lay.total] when !shared
 };
 
-// The shared-memory bytes a block needs, and whether it fits the device (raising the kernel's
-// dynamic shared-memory limit above 48 KB when needed).
-bool fits_shared(const Layout& lay, int device);
+// The most dynamic shared memory a block of `device` can have (after cudaFuncSetAttribute).
+int shared_limit(int device);
 
 void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
                        const TaskLaunch& how, cudaStream_t stream);
