@@ -108,8 +108,7 @@ void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const
     for (int64_t i = 0; i < begin; ++i) next[i] = cur[i];
     const T* a = rates.data + st * rates.step_stride;
     if (rates.param_stride == 0) {
-      const T a0 = a[0];
-      for (int64_t i = begin; i < P; ++i) next[i] = cur[i] - a0 * g[i];
+      Net::sub_scaled(next + begin, cur + begin, a[0], g + begin, P - begin);
     } else {
       for (int64_t i = begin; i < P; ++i) next[i] = cur[i] - a[i] * g[i];
     }
@@ -128,7 +127,7 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
   const T* thS = theta_at(S);
 
   if (cfg.algo == Algorithm::Reptile) {
-    for (int64_t i = 0; i < P; ++i) grad[i] = theta[i] - thS[i];
+    Net::sub_scaled(grad, theta, T(1), thS, P);  // theta - theta_S (1 * x is exact)
     if (task.nq > 0) return Net::loss_and_grad(s, thS, task.xq, task.yq, task.nq, w.mlp, nullptr);
     return Net::loss_and_grad(s, thS, task.xs, task.ys, task.ns, w.mlp, nullptr);
   }
@@ -157,8 +156,7 @@ double task_meta_gradient(const ModelSpec& s, const MetaConfig& cfg, const T* th
       // A network that caches steps adds H u into v itself: it gets u = -alpha mask v (sign -1).
       constexpr T sign = Net::caches_steps ? T(-1) : T(1);
       if (rates.param_stride == 0) {  // one rate for the step: dalpha_s = -<g_s, v_{s+1}> over the adapted part
-        const T a0 = sign * a[0];
-        for (int64_t i = begin; i < P; ++i) u[i] = a0 * v[i];
+        Net::scale(u + begin, sign * a[0], v + begin, P - begin);
         if (cfg.want_rate_grad) rate_grad[st * rates.step_stride] -= dot(g + begin, v + begin, P - begin);
       } else {
         for (int64_t i = begin; i < P; ++i) u[i] = (sign * a[i]) * v[i];

@@ -282,6 +282,13 @@ struct PlainNet {
                               const T* u, Work& w, T* grad, T* hv) {
     return maml::loss_grad_hvp(s, theta, x, tg, n, u, w, grad, hv);
   }
+  // Elementwise passes of the meta-learning loop (out never aliases the inputs).
+  static void sub_scaled(T* out, const T* x, T a, const T* y, int64_t n) {  // out = x - a y
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] - a * y[i];
+  }
+  static void scale(T* out, T a, const T* x, int64_t n) {  // out = a x
+    for (int64_t i = 0; i < n; ++i) out[i] = a * x[i];
+  }
 };
 
 }  // namespace maml

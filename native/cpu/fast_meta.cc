@@ -51,6 +51,29 @@ MAML_TARGET_NOINLINE("arch=x86-64-v3") void gemm<Kernels256>(MAML_GEMM_ARGS) { g
 template <>
 __attribute__((noinline, flatten)) void gemm<KernelsBase>(MAML_GEMM_ARGS) { gemm_body<KernelsBase>(MAML_GEMM_CALL); }
 
+// The elementwise passes, once per level (see fast_mlp.hpp: not inlined into the task functions).
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v4") void sub_scaled<Kernels512>(float* __restrict o, const float* __restrict x, float a, const float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = x[i] - a * y[i];
+}
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v3") void sub_scaled<Kernels256>(float* __restrict o, const float* __restrict x, float a, const float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = x[i] - a * y[i];
+}
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v4") void scale<Kernels512>(float* __restrict o, float a, const float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = a * x[i];
+}
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v3") void scale<Kernels256>(float* __restrict o, float a, const float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = a * x[i];
+}
+
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v4") void col_sums<Kernels512>(MAML_COL_SUMS_ARGS) { col_sums_body(d, n, dpl, b, accumulate); }
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v3") void col_sums<Kernels256>(MAML_COL_SUMS_ARGS) { col_sums_body(d, n, dpl, b, accumulate); }
+
 namespace {
 
 MAML_TARGET("arch=x86-64-v4")
