@@ -126,6 +126,8 @@ export interface NativeFewShotSpec {
   relActivation?: number;
   /** relation: class embedding = sum of the support embeddings (else their mean) */
   relSum?: boolean;
+  /** relation: standardize the episode's embeddings per dimension first (absent: false) */
+  relNormalize?: boolean;
   /** run the plain-loop core instead of the fast float32 embedding kernels */
   reference?: boolean;
 }

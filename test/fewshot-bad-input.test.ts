@@ -35,6 +35,7 @@ describe('FewShotLearner options', () => {
     expectCode(() => new FewShotLearner({ algorithm: 'relation', embedding, relation: { layers: [5, 1] } }), 'SHAPE_MISMATCH', /2 × embedDim = 6/);
     expectCode(() => new FewShotLearner({ algorithm: 'relation', embedding, relation: { layers: [6, 2] } }), 'SHAPE_MISMATCH');
     expectCode(() => new FewShotLearner({ algorithm: 'relation', embedding, relation: { layers: [6, 1], classEmbedding: 'max' as never } }), 'INVALID_ARGUMENT');
+    expectCode(() => new FewShotLearner({ algorithm: 'relation', embedding, relation: { layers: [6, 1], normalize: 'batch' as never } }), 'INVALID_ARGUMENT', /options\.relation\.normalize/);
     expectCode(() => new FewShotLearner({ algorithm: 'protonet', embedding, optimizer: { kind: 'adam', lr: -1 } }), 'INVALID_ARGUMENT');
     expectCode(() => new FewShotLearner({ algorithm: 'protonet', embedding, params: new Float32Array(3) }), 'SHAPE_MISMATCH');
     expectCode(() => new FewShotLearner({ algorithm: 'protonet', embedding, seed: -1 }), 'INVALID_ARGUMENT');

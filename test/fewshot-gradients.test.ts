@@ -19,14 +19,31 @@ const CASES: { name: string; options: FewShotLossOptions }[] = [
   { name: 'protonet, relu, 3 layers', options: { algorithm: 'protonet', embedding: { layers: [4, 7, 5, 3], activation: 'relu' } } },
   { name: 'matching, tanh', options: { algorithm: 'matching', embedding: { layers: [4, 6, 3], activation: 'tanh' } } },
   { name: 'matching, relu, 3 layers', options: { algorithm: 'matching', embedding: { layers: [4, 7, 5, 3], activation: 'relu' } } },
-  { name: 'relation, tanh, default relation module', options: { algorithm: 'relation', embedding: { layers: [4, 6, 3], activation: 'tanh' } } },
+  // relation: episode normalization by default, 'none' explicitly; mean and sum class embeddings
+  { name: 'relation, tanh, default relation module (episode normalization)', options: { algorithm: 'relation', embedding: { layers: [4, 6, 3], activation: 'tanh' } } },
   {
-    name: 'relation, relu embedding, tanh relation module, summed class embeddings',
+    name: 'relation, normalize none, tanh, default relation module',
+    options: { algorithm: 'relation', embedding: { layers: [4, 6, 3], activation: 'tanh' }, relation: { layers: [6, 64, 1], normalize: 'none' } },
+  },
+  {
+    name: 'relation, episode normalization, relu embedding, tanh relation module, summed class embeddings',
     options: {
       algorithm: 'relation',
       embedding: { layers: [4, 7, 3], activation: 'relu' },
-      relation: { layers: [6, 5, 4, 1], activation: 'tanh', classEmbedding: 'sum' },
+      relation: { layers: [6, 5, 4, 1], activation: 'tanh', classEmbedding: 'sum', normalize: 'episode' },
     },
+  },
+  {
+    name: 'relation, normalize none, relu embedding, tanh relation module, summed class embeddings',
+    options: {
+      algorithm: 'relation',
+      embedding: { layers: [4, 7, 3], activation: 'relu' },
+      relation: { layers: [6, 5, 4, 1], activation: 'tanh', classEmbedding: 'sum', normalize: 'none' },
+    },
+  },
+  {
+    name: 'relation, episode normalization, relu 3-layer embedding, relu relation module, mean class embeddings',
+    options: { algorithm: 'relation', embedding: { layers: [4, 7, 5, 3], activation: 'relu' }, relation: { layers: [6, 8, 1], classEmbedding: 'mean' } },
   },
   {
     name: 'relation, one-layer relation module',
@@ -98,11 +115,19 @@ describe('few-shot losses in float32 and float64, and with 1 or 2 threads', () =
 });
 
 describe('few-shot fast float32 kernels against the plain-loop core (float32)', () => {
-  // odd widths and one layer of >= 128 outputs (its input gradient takes the dot-product kernel)
-  for (const algorithm of ['protonet', 'matching', 'relation'] as const)
+  // odd widths and one layer of >= 128 outputs (its input gradient takes the dot-product kernel);
+  // relation with episode normalization (default; mean and sum) and without
+  const VARIANTS = [
+    ['protonet', undefined],
+    ['matching', undefined],
+    ['relation', undefined],
+    ['relation', { layers: [18, 64, 1], classEmbedding: 'sum' }],
+    ['relation', { layers: [18, 64, 1], normalize: 'none' }],
+  ] as const;
+  for (const [algorithm, relation] of VARIANTS)
     for (const activation of ['relu', 'tanh'] as const)
-      it(`${algorithm}, ${activation}, embedding [13, 37, 130, 9]`, () => {
-        const options: FewShotLossOptions = { algorithm, embedding: { layers: [13, 37, 130, 9], activation } };
+      it(`${algorithm}${relation ? ` ${JSON.stringify(relation)}` : ''}, ${activation}, embedding [13, 37, 130, 9]`, () => {
+        const options: FewShotLossOptions = { algorithm, embedding: { layers: [13, 37, 130, 9], activation }, ...(relation ? { relation } : {}) };
         const rng = new Rng(44);
         const params = Float32Array.from(params64(options, 6));
         const ep = raggedEpisodes(rng, 13, 7, 5, 3, 9, Float32Array);

@@ -62,6 +62,21 @@ function lse(v: number[]): number {
   return m + Math.log(v.reduce((s, x) => s + Math.exp(x - m), 0));
 }
 
+/**
+ * Episode normalization (relation.normalize 'episode'), in place: each of the D columns of
+ * the row blocks taken together gets mean 0 and biased variance var / (var + 1e-5).
+ */
+export function standardize(blocks: Float64Array[], D: number): void {
+  const n = blocks.reduce((s, b) => s + b.length / D, 0);
+  for (let d = 0; d < D; d++) {
+    let mean = 0, v = 0;
+    for (const b of blocks) for (let i = d; i < b.length; i += D) mean += b[i]! / n;
+    for (const b of blocks) for (let i = d; i < b.length; i += D) v += (b[i]! - mean) ** 2 / n;
+    const sd = Math.sqrt(v + 1e-5);
+    for (const b of blocks) for (let i = d; i < b.length; i += D) b[i] = (b[i]! - mean) / sd;
+  }
+}
+
 /** The mean over tasks of each task's episode loss, computed in plain TypeScript (float64). */
 export function referenceLoss(o: FewShotLossOptions, params: Float64Array, e: Episodes & { supportOffsets: Int32Array; queryOffsets: Int32Array }): number {
   const emb = { layers: o.embedding.layers, activation: o.embedding.activation ?? 'relu', loss: 'mse' } as const;
@@ -73,8 +88,9 @@ export function referenceLoss(o: FewShotLossOptions, params: Float64Array, e: Ep
   let total = 0;
   for (let t = 0; t < e.tasks; t++) {
     const s0 = e.supportOffsets[t]!, s1 = e.supportOffsets[t + 1]!, q0 = e.queryOffsets[t]!, q1 = e.queryOffsets[t + 1]!;
-    const es = forward(emb, phi, (e.xs as Float64Array).slice(s0 * dIn, s1 * dIn));
-    const eq = forward(emb, phi, (e.xq as Float64Array).slice(q0 * dIn, q1 * dIn));
+    const es = forward(emb, phi, (e.xs as Float64Array).slice(s0 * dIn, s1 * dIn)) as Float64Array;
+    const eq = forward(emb, phi, (e.xq as Float64Array).slice(q0 * dIn, q1 * dIn)) as Float64Array;
+    if (o.algorithm === 'relation' && o.relation?.normalize !== 'none') standardize([es, eq], D);
     const row = (a: Float64Array, i: number) => Array.from(a.subarray(i * D, (i + 1) * D));
     const ns = s1 - s0, nq = q1 - q0;
     const centres: number[][] = [];

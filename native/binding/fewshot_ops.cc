@@ -3,7 +3,7 @@
 //
 // Arguments (checked by src/fewshot/*.ts; re-checked here only for memory safety):
 //   fsAlgorithm 0 protonet | 1 matching | 2 relation; embLayers Int32Array, embActivation;
-//   relLayers, relActivation, relSum (relation only);
+//   relLayers, relActivation, relSum, relNormalize (relation only; absent: false);
 //   episodes: tasks, ways, supportOffsets, queryOffsets (Int32Array [tasks + 1]), xs, xq,
 //   ysLabels, yqLabels (Int32Array, in [0, ways)); reference: the plain-loop core instead of
 //   the fast float32 embedding kernels (float64 always runs the core).
@@ -38,7 +38,7 @@ FewShotSpec fewshot_spec_arg(const Napi::Object& o) {
   const int emb_act = static_cast<int>(integer(o, "embActivation", 0, 1));
   if (algo != static_cast<int>(FewShotAlgo::Relation)) return make_fewshot_spec(algo, emb, emb_act, {}, 0, false);
   return make_fewshot_spec(algo, emb, emb_act, dims_arg(o, "relLayers"), static_cast<int>(integer(o, "relActivation", 0, 1)),
-                           boolean(o, "relSum", false));
+                           boolean(o, "relSum", false), boolean(o, "relNormalize", false));
 }
 
 // The fast float32 embedding kernels unless `reference` asks for the plain core (always for double).

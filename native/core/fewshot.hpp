@@ -17,7 +17,11 @@
 //              a_qi = softmax_i cos_qi;  p_qk = sum_{i: ys_i = k} a_qi;
 //              logits_qk = log p_qk = lse_{i: ys_i = k} cos_qi - lse_i cos_qi (log space, no clamp);
 //              loss = mean_q -log p_{q, yq_q}
-//   relation:  c_k = mean (or sum, the paper's K-shot choice) of es_i over class k;
+//   relation:  with episode normalization (rel_norm; the default of the TypeScript API), es
+//              and eq are first standardized together, per dimension, over the task's
+//              ns + nq rows (fewshot_norm.hpp: training-mode BatchNorm1d without affine
+//              parameters, eps 1e-5); then (on the standardized rows when rel_norm)
+//              c_k = mean (or sum, the paper's K-shot choice) of es_i over class k;
 //              pairs [nq * N, 2D], row q*N + k = [eq_q, c_k];  r_qk = sigmoid(g_psi(pair_qk));
 //              logits_qk = r_qk;  loss = mean_{q,k} (r_qk - [yq_q = k])^2
 // Backward: dlogits -> (des [ns, D], deq [nq, D], dpsi); then (fewshot_batch.hpp) the
@@ -30,6 +34,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fewshot_norm.hpp"
 #include "loss.hpp"
 #include "mlp.hpp"
 
@@ -42,13 +47,15 @@ struct FewShotSpec {
   ModelSpec emb;         // embedding MLP [d0, ..., D]
   ModelSpec rel;         // relation MLP [2D, ..., 1] (relation only)
   bool rel_sum = false;  // relation: class embedding = sum (paper) instead of mean
+  bool rel_norm = false; // relation: episode normalization of the embeddings (fewshot_norm.hpp)
   int64_t n_params = 0;  // P = P_e + P_r
   int64_t dim() const { return emb.out_dim(); }
   bool relation() const { return algo == FewShotAlgo::Relation; }
 };
 
 inline FewShotSpec make_fewshot_spec(int algo, const std::vector<int64_t>& emb_dims, int emb_act,
-                                     const std::vector<int64_t>& rel_dims, int rel_act, bool rel_sum) {
+                                     const std::vector<int64_t>& rel_dims, int rel_act, bool rel_sum,
+                                     bool rel_norm = false) {
   MAML_CHECK(algo >= 0 && algo <= 2, InvalidArgument, "algorithm must be 'protonet', 'matching' or 'relation'");
   FewShotSpec f;
   f.algo = static_cast<FewShotAlgo>(algo);
@@ -59,6 +66,7 @@ inline FewShotSpec make_fewshot_spec(int algo, const std::vector<int64_t>& emb_d
     MAML_CHECK(f.rel.in_dim() == 2 * f.dim() && f.rel.out_dim() == 1, ShapeMismatch,
                "relation.layers must go from 2 * embedDim to 1");
     f.rel_sum = rel_sum;
+    f.rel_norm = rel_norm;
     f.n_params += f.rel.n_params;
     MAML_CHECK(f.n_params <= kMaxParams, TooLarge, "the learner has more than 2^31 parameters");
   }
@@ -86,6 +94,9 @@ struct FewShotWork {
   std::vector<T> nrm_s, nrm_q;     // matching: [ns], [nq] clamped norms
   std::vector<T> pairs, dpairs;    // relation: [nq * N, 2D]
   std::vector<T> dout;             // relation: [nq * N] d loss / d g_psi
+  std::vector<T> norm_s, norm_q;   // relation, rel_norm: standardized es [ns, D], eq [nq, D]
+  std::vector<T> nmean, ninv;      // relation, rel_norm: [D] mean and 1 / sqrt(var + eps)
+  std::vector<T> nsum_g, nsum_gx;  // relation, rel_norm: [D] backward sums
   std::vector<T> des, deq;         // [ns, D], [nq, D]
   std::vector<T> gq;               // the query rows' embedding gradient
 };
@@ -279,11 +290,17 @@ struct PlainRelation {
   }
 };
 
-// pairs [nq * N, 2D] = [eq_q, c_k];  logits [nq, N] = sigmoid(g_psi(pairs)).
+// pairs [nq * N, 2D] = [eq_q, c_k];  logits [nq, N] = sigmoid(g_psi(pairs)). With rel_norm,
+// es and eq are standardized first (into norm_s, norm_q; statistics in nmean, ninv).
 template <class T, class Rel>
 void relation_forward(const FewShotSpec& fs, Rel& rel, const T* es, const int32_t* ys, int64_t ns, const T* eq,
                       int64_t nq, int64_t N, FewShotWork<T>& w) {
   const int64_t D = fs.dim();
+  if (fs.rel_norm) {
+    episode_norm_forward(es, ns, eq, nq, D, w.norm_s.data(), w.norm_q.data(), w.nmean.data(), w.ninv.data());
+    es = w.norm_s.data();
+    eq = w.norm_q.data();
+  }
   centres_forward(es, ys, ns, N, D, fs.rel_sum, w.cent.data(), w.cnt.data());
   for (int64_t q = 0; q < nq; ++q)
     for (int64_t k = 0; k < N; ++k) {
@@ -295,7 +312,8 @@ void relation_forward(const FewShotSpec& fs, Rel& rel, const T* es, const int32_
   for (int64_t j = 0; j < nq * N; ++j) w.logits[j] = sigmoid(out[j]);
 }
 // Loss mean (r - t)^2; dout = 2 (r - t) r (1 - r) / (nq N); dpsi (OVERWRITTEN) and dpairs by
-// the module's backward pass; dpairs split into deq_q (sum over k) and dc_k (sum over q).
+// the module's backward pass; dpairs split into deq_q (sum over k) and dc_k (sum over q);
+// with rel_norm, des and deq then go back through the standardization.
 template <class T, class Rel>
 double relation_loss_backward(const FewShotSpec& fs, Rel& rel, const int32_t* ys, int64_t ns, const int32_t* yq,
                               int64_t nq, int64_t N, FewShotWork<T>& w, T* dpsi) {
@@ -325,6 +343,9 @@ double relation_loss_backward(const FewShotSpec& fs, Rel& rel, const int32_t* ys
     }
   }
   centres_backward(ys, ns, D, fs.rel_sum, w.cnt.data(), dc, w.des.data());
+  if (fs.rel_norm)
+    episode_norm_backward(w.norm_s.data(), ns, w.norm_q.data(), nq, D, w.ninv.data(), w.des.data(), w.deq.data(),
+                          w.nsum_g.data(), w.nsum_gx.data());
   return loss / static_cast<double>(M);
 }
 
@@ -351,6 +372,14 @@ void reserve_work(const FewShotSpec& fs, int64_t ns, int64_t nq, int64_t N, FewS
     fit(w.pairs, checked_mul(rows, 2 * D, "relation pairs"));
     fit(w.dpairs, rows * 2 * D);
     fit(w.dout, rows);
+    if (fs.rel_norm) {
+      fit(w.norm_s, ns * D);
+      fit(w.norm_q, nq * D);
+      fit(w.nmean, D);
+      fit(w.ninv, D);
+      fit(w.nsum_g, D);
+      fit(w.nsum_gx, D);
+    }
   }
 }
 

@@ -3,7 +3,8 @@
  * `embedding.layers.{l}.weight` [d_{l+1}, d_l] and `embedding.layers.{l}.bias` [d_{l+1}]
  * (PyTorch loads them into a module with an `embedding` holding its Linear layers in
  * `layers`), `relation.layers.{l}.…` likewise for Relation Networks; the algorithm, both MLP
- * specs, the optimizer settings, the step count and the seed are JSON strings in the metadata.
+ * specs (the relation module's with classEmbedding and normalize), the optimizer settings,
+ * the step count and the seed are JSON strings in the metadata.
  */
 import { MamlError } from '../errors.js';
 import type { OptimizerOptions } from '../learner.js';
@@ -79,6 +80,16 @@ function int(path: string, meta: Record<string, string>, key: string): number {
   return v;
 }
 
+/**
+ * The relation module's settings; files written before `normalize` existed were trained
+ * without normalization, so a missing `normalize` reads as 'none' (not the new default).
+ */
+function relationSettings(path: string, meta: Record<string, string>): unknown {
+  const r = json(path, meta, 'relation');
+  if (typeof r === 'object' && r !== null && !Array.isArray(r) && !('normalize' in r)) return { ...r, normalize: 'none' };
+  return r;
+}
+
 export function readFewShotCheckpoint(path: string): FewShotCheckpoint {
   if (typeof path !== 'string' || path.length === 0)
     throw new MamlError('INVALID_ARGUMENT', `load: path must be a non-empty string, got ${typeof path}`);
@@ -91,7 +102,7 @@ export function readFewShotCheckpoint(path: string): FewShotCheckpoint {
   const settings = {
     algorithm: meta.algorithm,
     embedding: json(path, meta, 'embedding'),
-    ...(meta.relation !== undefined ? { relation: json(path, meta, 'relation') } : {}),
+    ...(meta.relation !== undefined ? { relation: relationSettings(path, meta) } : {}),
   };
   let spec;
   try {

@@ -32,7 +32,8 @@ export interface FewShotLearnerOptions {
   embedding: MlpOptions;
   /**
    * Relation Networks only: the relation MLP scoring [query embedding, class embedding]
-   * (2·embedDim inputs, 1 output; sigmoid applied). Default { layers: [2·embedDim, 64, 1], activation: 'relu' } (see RELATION_HIDDEN).
+   * (2·embedDim inputs, 1 output; sigmoid applied). Default { layers: [2·embedDim, 64, 1], activation: 'relu' } (see RELATION_HIDDEN),
+   * classEmbedding 'mean', normalize 'episode' (the episode's embeddings standardized per dimension first).
    */
   relation?: RelationOptions;
   /** default { kind: 'adam', lr: 1e-3 } (as MetaLearner) */
@@ -118,7 +119,7 @@ export class FewShotLearner {
   }
 
   /** The relation MLP's settings (Relation Networks only). */
-  get relation(): { layers: number[]; activation: 'relu' | 'tanh'; classEmbedding: 'mean' | 'sum' } | undefined {
+  get relation(): { layers: number[]; activation: 'relu' | 'tanh'; classEmbedding: 'mean' | 'sum'; normalize: 'episode' | 'none' } | undefined {
     const r = this.#spec.relation;
     return r && { ...r, layers: [...r.layers] };
   }

@@ -25,6 +25,7 @@ export type FewShotAlgorithm = 'protonet' | 'matching' | 'relation';
  * [query, class] and cannot compare them; it leaves the plateau only as the embeddings grow.
  */
 export const RELATION_HIDDEN = 64;
+export const RELATION_NORMALIZE = ['episode', 'none'] as const;
 export const FEW_SHOT_ALGORITHMS: readonly FewShotAlgorithm[] = ['protonet', 'matching', 'relation'];
 
 /** An MLP: widths `layers = [d0, …, dL]`; hidden layers use `activation` (default relu), the last is linear. */
@@ -40,6 +41,16 @@ export interface RelationOptions extends MlpOptions {
    * (the paper's K-shot choice; its scale grows with the number of shots).
    */
   classEmbedding?: 'mean' | 'sum';
+  /**
+   * 'episode' (default): before the class embeddings and the relation module, each embedding
+   * dimension is standardized over all of the episode's embeddings, support and query rows
+   * together (mean and biased variance, eps 1e-5: training-mode BatchNorm1d without a learned
+   * scale and shift, which the module's first layer would absorb), with the exact gradient.
+   * The same at test time: evaluate() uses each episode's rows, a FewShotClassifier its
+   * support set plus the rows of each logits/predict call (so one row is the support set plus
+   * that row). 'none': the raw embeddings (the behaviour before this option).
+   */
+  normalize?: 'episode' | 'none';
 }
 
 /**
@@ -54,7 +65,7 @@ export interface Episodes extends MetaBatch {
 export interface FewShotSpec {
   algorithm: FewShotAlgorithm;
   embedding: { layers: number[]; activation: Activation };
-  relation?: { layers: number[]; activation: Activation; classEmbedding: 'mean' | 'sum' };
+  relation?: { layers: number[]; activation: Activation; classEmbedding: 'mean' | 'sum'; normalize: 'episode' | 'none' };
   inputDim: number;
   embedDim: number;
   /** parameters of the embedding (they come first), and of the whole learner */
@@ -104,12 +115,14 @@ export function checkFewShotSpec(value: unknown, where: string): FewShotSpec {
       fail('SHAPE_MISMATCH', where, 'options.relation.layers', `widths from 2 × embedDim = ${2 * embedDim} to 1`, `[${r.layers.join(', ')}]`);
     const ro = (o.relation ?? {}) as Record<string, unknown>;
     const classEmbedding = checkOneOf(ro.classEmbedding ?? 'mean', where, 'options.relation.classEmbedding', ['mean', 'sum'] as const);
-    relation = { ...r, classEmbedding };
+    const normalize = checkOneOf(ro.normalize ?? 'episode', where, 'options.relation.normalize', RELATION_NORMALIZE);
+    relation = { ...r, classEmbedding, normalize };
     nParams += countParams(r.layers);
     Object.assign(native, {
       relLayers: Int32Array.from(r.layers),
       relActivation: ACTIVATIONS.indexOf(r.activation),
       relSum: classEmbedding === 'sum',
+      relNormalize: normalize === 'episode',
     });
   } else if (o.relation !== undefined) {
     throw new MamlError('INVALID_ARGUMENT', `${where}: options.relation is only for algorithm 'relation', not '${algorithm}'`);
