@@ -225,9 +225,8 @@ export class MetaLearner {
       throw new MamlError('INVALID_ARGUMENT', `${where}: learnInnerLr needs at least one inner step`);
     this.#opt = checkOptimizer(o.optimizer, where);
     this.seed = o.seed === undefined ? 0 : checkInt(o.seed, where, 'options.seed', 0, 2 ** 32 - 1);
-    const { device, reason } = resolveDevice((o.device ?? 'auto') as DeviceRequest);
-    this.device = device;
-    this.deviceReason = reason;
+    const request = (o.device ?? 'auto') as DeviceRequest;
+    const { device, reason } = resolveDevice(request);
     const P = this.#m.nParams;
     const params =
       o.params === undefined ? initParams(this.model, { seed: this.seed }) : checkReal(o.params, where, 'options.params', 'float32', P);
@@ -242,12 +241,19 @@ export class MetaLearner {
     }
     this.#mom1 = new Float32Array(P + R);
     this.#mom2 = new Float32Array(P + R);
+    [this.device, this.deviceReason] = [device, reason];
     if (device === 'cuda') {
       const m = this.#m;
-      this.#cuda = new CudaBackend({
-        layers: m.layers, activation: m.activation, loss: m.loss, ...this.#inner, ...this.#opt,
-        state: this.#state, learnRates: this.learnInnerLr, rates: this.#inner.rates as Float32Array,
-      });
+      try {
+        this.#cuda = new CudaBackend({
+          layers: m.layers, activation: m.activation, loss: m.loss, ...this.#inner, ...this.#opt,
+          state: this.#state, learnRates: this.learnInnerLr, rates: this.#inner.rates as Float32Array,
+        });
+      } catch (err) {
+        // 'auto' falls back for a model the kernels do not take (more than 16 layers)
+        if (request !== 'auto' || !(err instanceof MamlError) || err.code !== 'UNSUPPORTED') throw err;
+        [this.device, this.deviceReason] = ['cpu', `CUDA not used: ${err.message}`];
+      }
     }
   }
 

@@ -103,6 +103,21 @@ describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
     expect(calls.adapt).toBe(before + 3);
   });
 
+  it("a model the kernels do not take (17 layers): 'auto' falls back to the CPU with the reason, 'cuda' throws UNSUPPORTED", () => {
+    const model: ModelSpec = { layers: Array.from({ length: 18 }, (_, i) => (i === 0 || i === 17 ? 1 : 3)), activation: 'tanh', loss: 'mse' };
+    const auto = new MetaLearner({ model, seed: 1 });
+    expect(auto.device).toBe('cpu');
+    expect(auto.deviceReason).toMatch(/^CUDA not used: .*at most 16 layers/);
+    auto.step(sinusoid({ shots: 3, queries: 3, seed: 1 }).sample(2));
+    let code: unknown;
+    try {
+      new MetaLearner({ model, device: 'cuda' });
+    } catch (err) {
+      code = (err as { code?: string }).code;
+    }
+    expect(code).toBe('UNSUPPORTED');
+  });
+
   it('save and load round-trip the device state', () => {
     const gpu = new MetaLearner({ model: SINE, seed: 9, device: 'cuda' });
     gpu.step(sinusoid({ shots: 5, queries: 5, seed: 10 }).sample(3));
