@@ -40,7 +40,8 @@ if [ $build_ok = 1 ]; then
   grep -c "^ok" "$OUT/parity.txt" | sed 's/^/checks ok: /'
 fi
 
-if [ -z "${MAML_GPU_SKIP_NODE:-}" ] && command -v node > /dev/null && [ -d node_modules/cmake-js ]; then
+# (it rebuilds build/ and build-cuda/ in this tree: only where a GPU answers)
+if [ -z "${MAML_GPU_SKIP_NODE:-}" ] && nvidia-smi -L > /dev/null 2>&1 && command -v node > /dev/null && [ -d node_modules/cmake-js ]; then
   stage "node: both addons (node-gyp, cmake-js) and the vitest suites"
   if timeout 300 node scripts/build-native.mjs --force > "$OUT/node-build.log" 2>&1; then
     timeout 120 npx vitest run test/cuda-parity.test.ts test/cuda-host.test.ts test/loader.test.ts 2>&1 | tail -15 | tee "$OUT/vitest.txt"
@@ -49,7 +50,7 @@ if [ -z "${MAML_GPU_SKIP_NODE:-}" ] && command -v node > /dev/null && [ -d node_
     echo "addon build FAILED: tail of $OUT/node-build.log"; tail -10 "$OUT/node-build.log"
   fi
 else
-  stage "node: skipped (MAML_GPU_SKIP_NODE, or no node or node_modules/cmake-js here); gpu_check covers parity"
+  stage "node: skipped (MAML_GPU_SKIP_NODE, no GPU, or no node or node_modules/cmake-js here); gpu_check covers parity"
 fi
 
 if [ $build_ok = 1 ]; then
