@@ -3,7 +3,8 @@
 //
 //   gpu_check parity            CUDA meta-gradients vs the float64 reference: every algorithm,
 //                               loss, activation, B in {1, 7, 25, 130}, odd widths, the wide net,
-//                               ragged tasks; 5 training steps vs the core's optimizer. Exit 1 on
+//                               ragged tasks, each run twice (bit-identical or FAIL); 5 training
+//                               steps vs the core's optimizer. Exit 1 on
 //                               any failure. Tolerance: rel 1e-4 per inner step (gradients),
 //                               1e-3 per step (rate gradients), 1e-3 (parameters after 5 steps).
 //   gpu_check sanitize          a few small parity cases, to run under compute-sanitizer
@@ -201,14 +202,19 @@ void parity_gradient(const Case& c, int64_t B, int lo, int hi, bool ragged, std:
   cuda::CudaLearner learner(learner_config(st, p32));
   std::vector<float> gg(st.spec.n_params), grg(r32.size());
   const double loss = learner.meta_gradient(host_of(b), gg.data(), grg.data());
+  // the same call again must give the same bits (a race would show as a difference)
+  std::vector<float> gg2(gg.size()), grg2(grg.size());
+  const double loss2 = learner.meta_gradient(host_of(b), gg2.data(), grg2.data());
+  const bool same = gg == gg2 && grg == grg2 && loss == loss2;
   const double tol = 1e-4 * std::max(1, c.steps);
   const double eg = rel(gg.data(), g.data(), st.spec.n_params);
   const double er = st.cfg.want_rate_grad ? rel(grg.data(), rg.data(), static_cast<int64_t>(rg.size())) : 0;
   const double el = std::fabs(loss - ref_loss) / std::max(1.0, std::fabs(ref_loss));
-  const bool ok = eg <= tol && er <= 10 * tol && el <= tol;
+  const bool ok = eg <= tol && er <= 10 * tol && el <= tol && same;
   failures += !ok;
-  std::printf("%s %-52s B=%-4lld%s grad %.1e rate %.1e loss %.1e (%s memory)\n", ok ? "ok  " : "FAIL", name_of(c).c_str(),
-              static_cast<long long>(B), ragged ? " ragged" : "", eg, er, el, learner.last_memory());
+  std::printf("%s %-52s B=%-4lld%s grad %.1e rate %.1e loss %.1e (%s memory)%s\n", ok ? "ok  " : "FAIL",
+              name_of(c).c_str(), static_cast<long long>(B), ragged ? " ragged" : "", eg, er, el, learner.last_memory(),
+              same ? "" : " NOT REPRODUCIBLE");
 }
 
 void parity_training(const Case& c, OptimConfig opt, std::mt19937& rng) {
