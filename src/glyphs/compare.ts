@@ -68,9 +68,9 @@ function sameOptions(a: unknown, b: unknown): boolean {
 
 function getLearner(data: GlyphDataset, o: CompareOptions, alg: GlyphAlgorithm, testWays: number, testShots: number, log: (l: string) => void): { model: GlyphModel; seconds: number } {
   // Metric learners classify any (ways, shots): one model, trained on 20-way 1-shot episodes
-  // (relation: one per number of ways, trained 1-shot), serves every setting (on validation characters a protonet trained 20-way 5-shot scored
+  // (relation: 5-way 1-shot), serves every setting (on validation characters a protonet trained 20-way 5-shot scored
   // 97.8% at 5-way 5-shot, the one trained 20-way 1-shot 97.7%).
-  const [ways, shots] = alg === 'relation' ? [testWays, 1] : METRIC_ALGORITHMS.includes(alg) ? [20, 1] : [testWays, testShots];
+  const [ways, shots] = METRIC_ALGORITHMS.includes(alg) ? [alg === 'relation' ? 5 : 20, 1] : [testWays, testShots];
   const path = join(o.dir, `${alg}-${glyphDefaults(alg, ways, shots).trainWays}way-${shots}shot.safetensors`);
   if (existsSync(path) && existsSync(sidecarPath(path))) {
     const { model, info } = loadGlyphModel(path);

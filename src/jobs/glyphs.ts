@@ -32,7 +32,8 @@ Options of train glyphs (defaults depend on the algorithm; see README):
   --iterations N     meta-steps      --meta-batch B  episodes per meta-step    --lr L  Adam's rate
   --queries Q        query examples per class in training episodes (default 5; reptile 1)
   --train-shots K    support examples per class in training episodes (default: --shots; reptile 10)
-  --train-ways N     classes per training episode (default: --ways; maml, fomaml, reptile need --ways)
+  --train-ways N     classes per training episode (default: protonet, matching 20; relation 5;
+                     maml, fomaml, reptile: --ways, which their N-way head needs)
   --inner-lr A --inner-steps S --test-steps S   maml, fomaml, reptile: the inner loop
   --episodes N       test episodes evaluated after training (default 1000; 0 skips)
   --out FILE         checkpoint (default out/glyphs-ALGORITHM-Nway-Kshot.safetensors, plus .glyphs.json)
