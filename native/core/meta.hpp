@@ -101,10 +101,14 @@ void inner_loop(const ModelSpec& s, const MetaConfig& cfg, const T* theta, const
     const T* cur = st == 0 ? theta : th + st * P;
     T* next = th + (st + 1) * P;
     T* g = w.grads.data() + st * P;
+    // (first-order algorithms have no Hessian-vector product to keep the step's passes for)
+    bool cached = false;
     if constexpr (Net::caches_steps)
-      Net::loss_and_grad_cached(s, cur, xs, ys, ns, w.mlp, g, st);
-    else
-      Net::loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
+      if (cfg.second_order()) {
+        Net::loss_and_grad_cached(s, cur, xs, ys, ns, w.mlp, g, st);
+        cached = true;
+      }
+    if (!cached) Net::loss_and_grad(s, cur, xs, ys, ns, w.mlp, g);
     for (int64_t i = 0; i < begin; ++i) next[i] = cur[i];
     const T* a = rates.data + st * rates.step_stride;
     if (rates.param_stride == 0) {

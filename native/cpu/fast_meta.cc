@@ -70,9 +70,9 @@ MAML_TARGET_NOINLINE("arch=x86-64-v3") void scale<Kernels256>(float* __restrict 
 }
 
 template <>
-MAML_TARGET_NOINLINE("arch=x86-64-v4") void col_sums<Kernels512>(MAML_COL_SUMS_ARGS) { col_sums_body(d, n, dpl, b, accumulate); }
+MAML_TARGET_NOINLINE("arch=x86-64-v4") void col_sums<Kernels512>(MAML_COL_SUMS_ARGS) { col_sums_body<vf16>(d, n, dpl, b, accumulate); }
 template <>
-MAML_TARGET_NOINLINE("arch=x86-64-v3") void col_sums<Kernels256>(MAML_COL_SUMS_ARGS) { col_sums_body(d, n, dpl, b, accumulate); }
+MAML_TARGET_NOINLINE("arch=x86-64-v3") void col_sums<Kernels256>(MAML_COL_SUMS_ARGS) { col_sums_body<vf>(d, n, dpl, b, accumulate); }
 
 namespace {
 

@@ -218,16 +218,27 @@ template <class K>
 inline void scale(float* __restrict out, float a, const float* __restrict x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = a * x[i];
 }
-// b [dpl] (+)= column sums of d [n, dpl] (bias gradients), likewise.
+// b [dpl] (+)= column sums of d [n, dpl] (bias gradients; dpl a multiple of kV), likewise. Each
+// vector of sums stays in a register over the rows (a loop that added row by row into b
+// waited on its own stores), and the rows are added in order, as before.
+template <class V>
 MAML_INLINE void col_sums_body(const float* __restrict d, int64_t n, int64_t dpl, float* __restrict b, bool accumulate) {
-  if (!accumulate)
-    for (int64_t j = 0; j < dpl; ++j) b[j] = 0;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < dpl; ++j) b[j] += d[i * dpl + j];
+  constexpr int64_t W = lanes<V>();
+  int64_t j = 0;
+  for (; j + W <= dpl; j += W) {
+    V acc = accumulate ? load(b + j, V{}) : V{};
+    for (int64_t i = 0; i < n; ++i) acc += load(d + i * dpl + j, V{});
+    store(b + j, acc);
+  }
+  for (; j < dpl; j += kV) {
+    vf acc = accumulate ? load(b + j) : vf{};
+    for (int64_t i = 0; i < n; ++i) acc += load(d + i * dpl + j);
+    store(b + j, acc);
+  }
 }
 #define MAML_COL_SUMS_ARGS const float *d, int64_t n, int64_t dpl, float *b, bool accumulate
 template <class K>
-inline void col_sums(MAML_COL_SUMS_ARGS) { col_sums_body(d, n, dpl, b, accumulate); }
+inline void col_sums(MAML_COL_SUMS_ARGS) { col_sums_body<typename K::V>(d, n, dpl, b, accumulate); }
 template <>
 void col_sums<Kernels512>(MAML_COL_SUMS_ARGS);
 template <>
