@@ -18,7 +18,6 @@ import {
   episodeAccuracies,
   GLYPH_HIDDEN,
   glyphDefaults,
-  METRIC_ALGORITHMS,
   loadGlyphModel,
   overEpisodes,
   saveGlyphModel,
@@ -67,24 +66,24 @@ function sameOptions(a: unknown, b: unknown): boolean {
 }
 
 function getLearner(data: GlyphDataset, o: CompareOptions, alg: GlyphAlgorithm, testWays: number, testShots: number, log: (l: string) => void): { model: GlyphModel; seconds: number } {
-  // Metric learners classify any (ways, shots): one model, trained on 20-way 1-shot episodes
-  // (relation: 5-way 1-shot), serves every setting (on validation characters a protonet trained 20-way 5-shot scored
-  // 97.8% at 5-way 5-shot, the one trained 20-way 1-shot 97.7%).
-  const [ways, shots] = METRIC_ALGORITHMS.includes(alg) ? [alg === 'relation' ? 5 : 20, 1] : [testWays, testShots];
-  const path = join(o.dir, `${alg}-${glyphDefaults(alg, ways, shots).trainWays}way-${shots}shot.safetensors`);
+  // Checkpoints are named by their training episodes, so that learners trained the same way for
+  // several settings are trained once: metric learners (one model for every setting), FOMAML
+  // (1-shot training) and Reptile (10-shot training) serve both shot counts.
+  const d = glyphDefaults(alg, testWays, testShots);
+  const path = join(o.dir, `${alg}-${d.trainWays}way-${d.trainShots}shot.safetensors`);
   if (existsSync(path) && existsSync(sidecarPath(path))) {
     const { model, info } = loadGlyphModel(path);
     if (sameOptions(info.dataset, o.dataset)) {
-      log(`${alg} ${ways}-way ${shots}-shot: using ${path} (trained in ${info.trainSeconds.toFixed(0)} s)`);
+      log(`${alg} ${d.trainWays}-way ${d.trainShots}-shot: using ${path} (trained in ${info.trainSeconds.toFixed(0)} s)`);
       return { model, seconds: info.trainSeconds };
     }
-    log(`${alg} ${ways}-way ${shots}-shot: ${path} was trained on other dataset options; training again`);
+    log(`${alg} ${d.trainWays}-way ${d.trainShots}-shot: ${path} was trained on other dataset options; training again`);
   }
-  const training = { ...glyphDefaults(alg, ways, shots), ...(o.iterations ? { iterations: o.iterations } : {}), progress: o.progress };
+  const training = { ...d, ...(o.iterations ? { iterations: o.iterations } : {}), progress: o.progress };
   const r = trainGlyphs(data, training, log);
   const { progress: _p, ...settings } = training;
-  saveGlyphModel(path, r.model, { algorithm: alg, ways, shots, testSteps: training.testSteps, dataset: o.dataset, training: settings, trainSeconds: r.seconds });
-  log(`${alg} ${ways}-way ${shots}-shot: trained in ${r.seconds.toFixed(0)} s, saved to ${path}`);
+  saveGlyphModel(path, r.model, { algorithm: alg, ways: d.ways, shots: d.trainShots, testSteps: training.testSteps, dataset: o.dataset, training: settings, trainSeconds: r.seconds });
+  log(`${alg} ${d.trainWays}-way ${d.trainShots}-shot: trained in ${r.seconds.toFixed(0)} s, saved to ${path}`);
   return { model: r.model, seconds: r.seconds };
 }
 
