@@ -23,6 +23,11 @@ export type FewShotAlgorithm = 'protonet' | 'matching' | 'relation';
  * iterations with seed 2. The plateau: the embeddings vary so little between inputs that every
  * ReLU of the module is on for all pairs or off for all, so the module is linear in
  * [query, class] and cannot compare them; it leaves the plateau only as the embeddings grow.
+ * Episode normalization (relation.normalize, the default) removes that cause. With it, 1,000
+ * steps of 20-way 1-shot training (meta-batch 16, Adam 3e-3) gave 74.0% on validation
+ * characters (5-way 1-shot) with 64 hidden units and 61.6% with 8, so the width stays 64;
+ * without it, 1,000 such steps (Adam 1e-3, seeds 1 and 2) stayed at exactly chance. It
+ * trains faster at larger rates: 59.6% (1e-3), 74.0% (3e-3), 79.1% (1e-2) on validation.
  */
 export const RELATION_HIDDEN = 64;
 export const RELATION_NORMALIZE = ['episode', 'none'] as const;
