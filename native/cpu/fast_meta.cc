@@ -50,6 +50,12 @@ template <>
 MAML_TARGET_NOINLINE("arch=x86-64-v3") void gemm<Kernels256>(MAML_GEMM_ARGS) { gemm_body<Kernels256>(MAML_GEMM_CALL); }
 template <>
 __attribute__((noinline, flatten)) void gemm<KernelsBase>(MAML_GEMM_ARGS) { gemm_body<KernelsBase>(MAML_GEMM_CALL); }
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v4") void gemm_nt<Kernels512>(MAML_GEMM_NT_ARGS) { gemm_nt_body<Kernels512>(MAML_GEMM_NT_CALL); }
+template <>
+MAML_TARGET_NOINLINE("arch=x86-64-v3") void gemm_nt<Kernels256>(MAML_GEMM_NT_ARGS) { gemm_nt_body<Kernels256>(MAML_GEMM_NT_CALL); }
+template <>
+__attribute__((noinline, flatten)) void gemm_nt<KernelsBase>(MAML_GEMM_NT_ARGS) { gemm_nt_body<KernelsBase>(MAML_GEMM_NT_CALL); }
 
 // The elementwise passes, once per level (see fast_mlp.hpp: not inlined into the task functions).
 template <>

@@ -197,13 +197,26 @@ inline void gemm_nt_with(const float* A, int64_t lda, int64_t nrows, const float
 // Y [nrows, ncols] (+)= A B^T: A [nrows, len] and B [ncols, len] row-major (strides lda, ldb);
 // len is a multiple of kV. With AVX-512, 16-float vectors when len allows them.
 template <class KS>
-inline void gemm_nt(const float* A, int64_t lda, int64_t nrows, const float* B, int64_t ldb, int64_t ncols, int64_t len,
-                    float* Y, int64_t ldy, bool accumulate) {
+inline void gemm_nt_body(const float* A, int64_t lda, int64_t nrows, const float* B, int64_t ldb, int64_t ncols,
+                         int64_t len, float* Y, int64_t ldy, bool accumulate) {
   using V = typename KS::V;
   if (len % lanes<V>() == 0)
     return gemm_nt_with<V, KS::R, KS::C>(A, lda, nrows, B, ldb, ncols, len, Y, ldy, accumulate);
   gemm_nt_with<vf, KS::R, KS::C>(A, lda, nrows, B, ldb, ncols, len, Y, ldy, accumulate);
 }
+// Like gemm<K>: one non-inlined version per level (fast_meta.cc) for the AVX-512 and AVX2
+// kernel types, so that its many block shapes are not compiled again at every call site of
+// the flattened task functions (compile time); other kernel types inline the body.
+#define MAML_GEMM_NT_ARGS                                                                                     \
+  const float *A, int64_t lda, int64_t nrows, const float *B, int64_t ldb, int64_t ncols, int64_t len, float *Y, \
+      int64_t ldy, bool accumulate
+#define MAML_GEMM_NT_CALL A, lda, nrows, B, ldb, ncols, len, Y, ldy, accumulate
+template <class KS>
+inline void gemm_nt(MAML_GEMM_NT_ARGS) { gemm_nt_body<KS>(MAML_GEMM_NT_CALL); }
+template <>
+void gemm_nt<Kernels512>(MAML_GEMM_NT_ARGS);
+template <>
+void gemm_nt<Kernels256>(MAML_GEMM_NT_ARGS);
 
 // Elementwise passes of the meta-learning loop over the parameters (out never aliases the
 // inputs): out = x - a y and out = a x. Inlined into the flattened per-task function they ran
