@@ -74,13 +74,10 @@ export function glyphDefaults(algorithm: GlyphAlgorithm, ways: number, shots: nu
   // FOMAML's training diverged on 5-shot episodes (5-way: training loss rising, 36.6% at
   // 5-way 5-shot on test characters; 43.1% on validation ones with 5 steps at α = 0.1), so it
   // trains on 1-shot episodes and adapts with K shots at test time.
-  // At 20-way its training barely moved at Adam 1e-3 (training loss 2.43 against ln 20 = 3.00;
-  // 24% at 20-way 1-shot on test characters); at 3e-4 it learned (31.2% on validation ones
-  // after 2,000 steps, loss still falling), so it takes 4,000 steps at 3e-4.
-  const fo = algorithm === 'fomaml' ? { trainShots: 1, ...(ways > 5 ? { lr: 3e-4, iterations: 4000 } : {}) } : {};
+  const fo = algorithm === 'fomaml' ? { trainShots: 1 } : {};
   return ways <= 5
-    ? { ...base, iterations: 3000, ...fo, metaBatch: 32, innerLr: 0.4, innerSteps: 1, testSteps: 1 }
-    : { ...base, iterations: shots > 1 && algorithm !== 'fomaml' ? 800 : 2000, ...fo, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 5 };
+    ? { ...base, ...fo, iterations: 3000, metaBatch: 32, innerLr: 0.4, innerSteps: 1, testSteps: 1 }
+    : { ...base, ...fo, iterations: shots > 1 && algorithm !== 'fomaml' ? 800 : 2000, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 5 };
 }
 
 /** A trained learner of either family, with what evaluation needs to know. */
