@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "args.hpp"
+#include "promise_worker.hpp"
 #include "core/batch.hpp"
 #include "core/mlp.hpp"
 #include "core/optim.hpp"
@@ -284,63 +285,6 @@ struct AdaptJob {
   }
 };
 
-// ---- async plumbing -----------------------------------------------------------------------
-
-// Runs job.run() on the libuv pool; resolves with finish(env) or rejects with a coded Error.
-template <class Job>
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  PromiseWorker(const Napi::Env& env, std::unique_ptr<Job> job, const Napi::Object& keep_alive,
-                std::function<Napi::Value(const Napi::Env&, Job&, const Napi::Object&)> finish)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        job_(std::move(job)),
-        finish_(std::move(finish)) {
-    keep_ = Napi::Persistent(keep_alive);
-  }
-  Napi::Promise promise() const { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      job_->run();
-    } catch (const Error& e) {
-      code_ = e.code();
-      message_ = e.what();
-      failed_ = true;
-    } catch (const std::bad_alloc&) {
-      code_ = Code::OutOfMemory;
-      message_ = "out of memory: a native allocation failed";
-      failed_ = true;
-    } catch (const std::exception& e) {
-      code_ = Code::Internal;
-      message_ = std::string("internal error: ") + e.what();
-      failed_ = true;
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (failed_) {
-      deferred_.Reject(make_error(env, code_, message_).Value());
-      return;
-    }
-    try {
-      deferred_.Resolve(finish_(env, *job_, keep_.Value()));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::unique_ptr<Job> job_;
-  Napi::ObjectReference keep_;
-  std::function<Napi::Value(const Napi::Env&, Job&, const Napi::Object&)> finish_;
-  bool failed_ = false;
-  Code code_ = Code::Internal;
-  std::string message_;
-};
-
 template <class T>
 Napi::Value meta_step_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s, bool async) {
   auto job = std::make_unique<StepJob<T>>();
@@ -350,11 +294,8 @@ Napi::Value meta_step_t(const Napi::Env& env, const Napi::Object& o, const Model
     return job->result(env);
   }
   job->batch.own(s);
-  auto* w = new PromiseWorker<StepJob<T>>(env, std::move(job), o,
-                                          [](const Napi::Env& e, StepJob<T>& j, const Napi::Object&) { return j.result(e); });
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return JobWorker<StepJob<T>>::start(env, std::move(job), o,
+                                      [](const Napi::Env& e, StepJob<T>& j, const Napi::Object&) { return j.result(e); });
 }
 
 template <class T>
@@ -370,12 +311,9 @@ Napi::Value adapt_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec
   }
   Napi::Object keep = Napi::Object::New(env);
   keep.Set("out", out);
-  auto* w = new PromiseWorker<AdaptJob<T>>(
+  return JobWorker<AdaptJob<T>>::start(
       env, std::move(job), keep,
       [](const Napi::Env&, AdaptJob<T>&, const Napi::Object& k) -> Napi::Value { return k.Get("out"); });
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
 }
 
 }  // namespace

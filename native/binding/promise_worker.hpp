@@ -2,7 +2,7 @@
 // promise: resolved with finish(env, job, keep_alive), or rejected with a coded Error. The job
 // is a baton of plain C++ values; run() makes no Node-API call. keep_alive holds the JavaScript
 // objects whose memory the job reads or writes (for example a learner's state arrays).
-// (ops.cc has its own copy of this class, from before this header existed.)
+// Used by ops.cc (meta-steps, adaptation) and fewshot_ops.cc.
 #pragma once
 #include <napi.h>
 
