@@ -105,6 +105,14 @@ describe('FewShotLearner.adapt, the classifier and fewShotLoss', () => {
     expectCode(() => learner.adapt({ x, labels: Int32Array.of(0, 1, 2), ways: 0 }), 'INVALID_ARGUMENT');
   });
 
+  it('adapt refuses more classes than support rows before allocating anything per class', () => {
+    // one label near 2^31 implies 2^31 classes: refused from the row count, not from a 2 GB table
+    const x = new Float32Array(4).fill(0.5);
+    expectCode(() => learner.adapt({ x, labels: Int32Array.of(2 ** 31 - 1) }), 'INVALID_ARGUMENT', /class 0 has no support example \(support.labels: 1 rows for 2147483648 classes\)/);
+    const x3 = new Float32Array(3 * 4).fill(0.5);
+    expectCode(() => learner.adapt({ x: x3, labels: Int32Array.of(0, 2, 1), ways: 1 << 24 }), 'INVALID_ARGUMENT', /class 3 has no support example \(support.labels: 3 rows for 16777216 classes\)/);
+  });
+
   it('the classifier refuses inputs of the wrong width or with NaN', () => {
     const clf = learner.adapt({ x: new Float32Array(2 * 4).map((_, i) => i), labels: Int32Array.of(0, 1) });
     expectCode(() => clf.predict(new Float32Array(5)), 'SHAPE_MISMATCH');

@@ -244,6 +244,17 @@ export class FewShotLearner {
       ways = Math.max(ways, 1);
     } else ways = checkInt(s.ways, where, 'support.ways', 1, 1 << 24);
     const labels = checkLabels(s.labels, where, 'support.labels', n, ways);
+    if (ways > n) {
+      // fewer rows than classes: name the first missing class without a table of `ways` flags
+      // (one label near 2^31 would otherwise allocate 2 GB before failing)
+      const present = new Set(labels);
+      let missing = 0;
+      while (present.has(missing)) missing++;
+      throw new MamlError(
+        'INVALID_ARGUMENT',
+        `${where}: class ${missing} has no support example (support.labels: ${n} rows for ${ways} classes); every class needs at least one`,
+      );
+    }
     checkClassesPresent(labels, Int32Array.of(0, n), ways, where, 'support.labels');
     const params = this.params;
     return new FewShotClassifier(this.#spec, params, embedWith(this.#spec, params, x, n), labels.slice(), ways);
