@@ -92,6 +92,20 @@ describe('renderGlyph', () => {
     expect(same(r, im)).toBe(true);
     expect(same(rotateImage(im, 5, 2), rotateImage(r1, 5, 1))).toBe(true);
   });
+
+  it('rotateImage and renderGlyph refuse images of the wrong size, fractional turns and in-place rotation', () => {
+    const im = new Float32Array(25);
+    expect(code(() => rotateImage(im, 4, 1))).toBe('SHAPE_MISMATCH'); // src is not 4 × 4 (it used to give NaNs)
+    expect(code(() => rotateImage(im, 5, 1, new Float32Array(16)))).toBe('SHAPE_MISMATCH');
+    expect(code(() => rotateImage(im, 5, 1.5))).toBe('INVALID_ARGUMENT');
+    expect(code(() => rotateImage(im, -5, 1))).toBe('INVALID_ARGUMENT');
+    expect(code(() => rotateImage(im, 5, 1, im))).toBe('INVALID_ARGUMENT');
+    expect(code(() => rotateImage([0] as never, 1, 1))).toBe('INVALID_ARGUMENT');
+    const [ch] = loadHanziCharacters({ maxStrokes: 3 });
+    expect(code(() => renderGlyph(ch!, 0, DISTORTION_DEFAULTS, new Rng(1)))).toBe('INVALID_ARGUMENT');
+    expect(code(() => renderGlyph(ch!, 8, DISTORTION_DEFAULTS, new Rng(1), new Float32Array(63)))).toBe('SHAPE_MISMATCH');
+    expect(renderGlyph(ch!, 8, DISTORTION_DEFAULTS, new Rng(1)).length).toBe(64);
+  });
 });
 
 describe('glyphDataset', () => {

@@ -16,6 +16,7 @@
  * image on every platform.
  */
 import { Rng } from '../rng.js';
+import { checkInt, fail } from '../validate.js';
 import type { HanziCharacter } from './hanzi.js';
 
 /** The ranges of the random distortions (each drawn uniformly unless said otherwise). */
@@ -137,7 +138,8 @@ function drawSegment(out: Float32Array, size: number, x0: number, y0: number, x1
  * Renders one distorted sample of `ch` into out [size × size] (overwritten), drawing the
  * distortions from `rng`.
  */
-export function renderGlyph(ch: HanziCharacter, size: number, distortion: Distortion, rng: Rng, out = new Float32Array(size * size)): Float32Array {
+export function renderGlyph(ch: HanziCharacter, size: number, distortion: Distortion, rng: Rng, out?: Float32Array): Float32Array {
+  out = checkImage(out, 'renderGlyph', 'out', checkInt(size, 'renderGlyph', 'size', 1, MAX_IMAGE_SIZE));
   out.fill(0);
   const { strokes, radius } = distortedStrokes(ch, size, distortion, rng);
   for (const s of strokes) {
@@ -159,9 +161,25 @@ export function sampleSeed(seed: number, codePoint: number, sample: number): num
   return h >>> 0;
 }
 
-/** Rotates a square image by quarter turns counter-clockwise, into out. */
-export function rotateImage(src: Float32Array, size: number, quarterTurns: number, out = new Float32Array(size * size)): Float32Array {
-  const q = ((quarterTurns % 4) + 4) % 4;
+/** The largest image side renderGlyph and rotateImage take. */
+export const MAX_IMAGE_SIZE = 4096;
+
+/** A Float32Array [size × size] (a new one when absent), or a MamlError. */
+function checkImage(value: Float32Array | undefined, where: string, name: string, size: number): Float32Array {
+  if (value === undefined && name !== 'src') return new Float32Array(size * size);
+  if (!(value instanceof Float32Array)) return fail('INVALID_ARGUMENT', where, name, 'a Float32Array', value);
+  if (value.length !== size * size) fail('SHAPE_MISMATCH', where, name, `of length size × size = ${size * size}`, value);
+  return value;
+}
+
+/** Rotates a square image by quarter turns counter-clockwise, into out (not src itself). */
+export function rotateImage(src: Float32Array, size: number, quarterTurns: number, out?: Float32Array): Float32Array {
+  const where = 'rotateImage';
+  checkInt(size, where, 'size', 1, MAX_IMAGE_SIZE);
+  checkImage(src, where, 'src', size);
+  out = checkImage(out, where, 'out', size);
+  if (out === src) fail('INVALID_ARGUMENT', where, 'out', 'another array than src', out);
+  const q = ((checkInt(quarterTurns, where, 'quarterTurns', -(2 ** 31), 2 ** 31) % 4) + 4) % 4;
   const n = size - 1;
   // out(i, j) = src(si, sj) with (si, sj) = (i, j), (j, n − i), (n − i, n − j), (n − j, i) for q = 0..3
   for (let i = 0; i < size; i++)
