@@ -73,11 +73,15 @@ export function glyphDefaults(algorithm: GlyphAlgorithm, ways: number, shots: nu
   if (algorithm === 'reptile') return { ...base, trainShots: 10, queries: 1, lr: 2e-3, iterations: ways <= 5 ? 2000 : 600, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 30 };
   // FOMAML's training diverged on 5-shot episodes (5-way: training loss rising, 36.6% at
   // 5-way 5-shot on test characters; 43.1% on validation ones with 5 steps at α = 0.1), so it
-  // trains on 1-shot episodes and adapts with K shots at test time.
+  // trains on 1-shot episodes and adapts with K shots at test time. At 20-way its training
+  // loss stayed at ln 20 with one step at α = 0.4 and barely moved with five at α = 0.1 (the
+  // inner loop changed the 20-way predictions too little for the first-order meta-gradient to
+  // carry a signal); five steps at α = 0.4 learned steadily (validation characters, 1,500 steps:
+  // training loss 2.73 → 1.44, 52.3% at 20-way 1-shot, 73.2% at 20-way 5-shot).
   const fo = algorithm === 'fomaml' ? { trainShots: 1 } : {};
   return ways <= 5
     ? { ...base, ...fo, iterations: 3000, metaBatch: 32, innerLr: 0.4, innerSteps: 1, testSteps: 1 }
-    : { ...base, ...fo, iterations: shots > 1 && algorithm !== 'fomaml' ? 800 : 2000, metaBatch: 16, innerLr: 0.1, innerSteps: 5, testSteps: 5 };
+    : { ...base, ...fo, iterations: shots > 1 && algorithm !== 'fomaml' ? 800 : 2000, metaBatch: 16, innerLr: algorithm === 'fomaml' ? 0.4 : 0.1, innerSteps: 5, testSteps: 5 };
 }
 
 /** A trained learner of either family, with what evaluation needs to know. */
@@ -239,7 +243,12 @@ export function loadGlyphModel(path: string): { model: GlyphModel; info: GlyphCh
   } catch (err) {
     throw new MamlError('CORRUPT_FILE', `loadGlyphModel: ${side} is not valid JSON`, { cause: err });
   }
+  if (typeof info !== 'object' || info === null || Array.isArray(info))
+    throw new MamlError('CORRUPT_FILE', `loadGlyphModel: ${side} does not hold an object`);
   if (!GLYPH_ALGORITHMS.includes(info.algorithm)) throw new MamlError('CORRUPT_FILE', `loadGlyphModel: ${side} names an unknown algorithm '${info.algorithm}'`);
+  for (const [k, min] of [['ways', 1], ['shots', 1], ['testSteps', 0]] as const)
+    if (!Number.isSafeInteger(info[k]) || info[k] < min)
+      throw new MamlError('CORRUPT_FILE', `loadGlyphModel: ${side}: '${k}' must be an integer ≥ ${min}, got ${JSON.stringify(info[k])}`);
   const learner = METRIC.has(info.algorithm) ? FewShotLearner.load(path) : MetaLearner.load(path);
   return { model: { algorithm: info.algorithm, ways: info.ways, shots: info.shots, testSteps: info.testSteps, learner }, info };
 }
