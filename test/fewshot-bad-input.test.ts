@@ -1,7 +1,7 @@
 // Bad inputs to the few-shot learners: each gives a MamlError with a stable code, and leaves
 // the learner unchanged.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FewShotLearner, MamlError, MetaLearner, fewShotLoss, type ErrorCode } from '../src/index.js';
@@ -152,6 +152,17 @@ describe('few-shot checkpoints', () => {
       expectCode(() => FewShotLearner.load(junk), 'CORRUPT_FILE');
       expectCode(() => FewShotLearner.load(join(dir, 'missing.safetensors')), 'IO_ERROR');
       expectCode(() => new FewShotLearner({ algorithm: 'protonet', embedding }).save(''), 'INVALID_ARGUMENT');
+      // settings that ask for ~2^31 parameters over tiny tensors: refused before allocating them
+      const forged = join(dir, 'forged.safetensors');
+      const bytes = readFileSync(fs);
+      const n = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+      header.__metadata__.embedding = JSON.stringify({ layers: [1 << 24, 127], activation: 'relu' });
+      const h = Buffer.from(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8, ' '));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      writeFileSync(forged, Buffer.concat([len, h, bytes.subarray(8 + n)]));
+      expectCode(() => FewShotLearner.load(forged), 'CORRUPT_FILE', /hold 67 values, but its settings need 2130706559 parameters/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -111,6 +111,10 @@ export function readFewShotCheckpoint(path: string): FewShotCheckpoint {
     if (err instanceof MamlError) corrupt(path, `the settings are invalid (${err.message})`);
     throw err;
   }
+  // the settings alone could ask for ~2^31 parameters: count what the file holds first
+  let held = 0;
+  for (const t of Object.values(file.tensors)) held += t.data.length;
+  if (held !== spec.nParams) corrupt(path, `its tensors hold ${held} values, but its settings need ${spec.nParams} parameters`);
   const params = new Float32Array(spec.nParams);
   const expected = new Set<string>();
   for (const { prefix, layers, base } of parts(spec))
