@@ -69,6 +69,7 @@ export function nearestNeighbour(e: EpisodeArrays): Float64Array {
   return acc;
 }
 
+/** Settings of pretrainClassifier: a body and softmax head trained on all training classes at once. */
 export interface PretrainOptions {
   /** hidden widths of the body (the meta-learners' MLP without its head) */
   hidden: number[];
@@ -161,6 +162,7 @@ export function bodyFeatures(body: PretrainedBody, x: Float32Array): Float32Arra
   return out;
 }
 
+/** Settings of fineTuneEvaluate's per-episode linear head. */
 export interface FineTuneOptions {
   /** full-batch Adam steps on the support set (default 100) */
   steps?: number;

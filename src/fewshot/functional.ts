@@ -8,6 +8,7 @@ import type { Real } from '../native-types.js';
 import { checkObject, checkOneOf, checkReal, precisionOf } from '../validate.js';
 import { checkEpisodes, checkFewShotSpec, type Episodes, type FewShotAlgorithm, type MlpOptions, type RelationOptions } from './spec.js';
 
+/** The learner settings fewShotLoss evaluates (as FewShotLearnerOptions), and which kernels run. */
 export interface FewShotLossOptions {
   algorithm: FewShotAlgorithm;
   embedding: MlpOptions;
@@ -19,6 +20,7 @@ export interface FewShotLossOptions {
   kernel?: 'fast' | 'reference';
 }
 
+/** What fewShotLoss returns; `grad` has the precision of `params`. */
 export interface FewShotLossResult<A extends Real = Real> {
   /** mean over tasks of each task's mean query loss */
   loss: number;

@@ -26,6 +26,7 @@ import {
   type RelationOptions,
 } from './spec.js';
 
+/** Options of `new FewShotLearner()`: the algorithm, its MLPs, the optimizer and the seed. */
 export interface FewShotLearnerOptions {
   algorithm: FewShotAlgorithm;
   /** The embedding MLP [inputDim, …, embedDim]: hidden layers use `activation` (default relu), the last layer is linear. */
@@ -52,6 +53,7 @@ export interface FewShotStepResult {
   gradNorm: number;
 }
 
+/** Loss and accuracy of a meta-batch (means over tasks), and each task's figures. */
 export interface FewShotEvaluation {
   loss: number;
   accuracy: number;

@@ -31,6 +31,7 @@ export interface SampledEpisodes extends MetaBatch {
   classes: Int32Array;
 }
 
+/** Options of fewShotSampler: a labeled set and the episode shape (ways, shots, queries). */
 export interface FewShotSamplerOptions {
   /** [n × inputDim] examples, flat and row-major */
   x: Float32Array;
@@ -46,6 +47,7 @@ export interface FewShotSamplerOptions {
   classes?: Int32Array;
 }
 
+/** Draws N-way K-shot episodes from a labeled set (made by fewShotSampler). */
 export interface FewShotSampler {
   readonly ways: number;
   readonly shots: number;

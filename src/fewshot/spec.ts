@@ -31,6 +31,7 @@ export type FewShotAlgorithm = 'protonet' | 'matching' | 'relation';
  */
 export const RELATION_HIDDEN = 64;
 export const RELATION_NORMALIZE = ['episode', 'none'] as const;
+/** The metric-based algorithms FewShotLearner trains: Prototypical, Matching and Relation Networks. */
 export const FEW_SHOT_ALGORITHMS: readonly FewShotAlgorithm[] = ['protonet', 'matching', 'relation'];
 
 /** An MLP: widths `layers = [d0, …, dL]`; hidden layers use `activation` (default relu), the last is linear. */

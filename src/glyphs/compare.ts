@@ -27,10 +27,13 @@ import {
   type GlyphModel,
 } from './experiment.js';
 
+/** The [ways, shots] settings of the comparison: 5-way and 20-way, 1-shot and 5-shot. */
 export const GLYPH_SETTINGS: [number, number][] = [[5, 1], [5, 5], [20, 1], [20, 5]];
 
+/** The pre-trained baseline's settings in the comparison (the learners' MLP body). */
 export const PRETRAIN_DEFAULTS: PretrainOptions = { hidden: GLYPH_HIDDEN, activation: 'relu', iterations: 3000, batch: 512, lr: 1e-3, seed: 1 };
 
+/** Options of runComparison: where the models are kept, which settings and methods, and the test episodes. */
 export interface CompareOptions {
   dir: string;
   settings: [number, number][];
@@ -47,6 +50,7 @@ export interface CompareOptions {
   progress: boolean;
 }
 
+/** One method's accuracy (± 95% half-width) at one setting, as runComparison reports it. */
 export interface CompareRow {
   method: string;
   ways: number;

@@ -22,6 +22,7 @@ import { splitClasses, type ClassSplit } from '../fewshot/sampler.js';
 import { loadHanziCharacters, type HanziCharacter } from './hanzi.js';
 import { DISTORTION_DEFAULTS, renderGlyph, rotateImage, sampleSeed, type Distortion } from './render.js';
 
+/** Options of glyphDataset: characters per part, samples, image size, strokes, distortions, seed. */
 export interface GlyphDatasetOptions {
   /** characters per part (defaults 1200 / 100 / 423) */
   trainCharacters?: number;
@@ -42,12 +43,14 @@ export interface GlyphDatasetOptions {
   module?: string;
 }
 
+/** What a class of the glyph dataset is: a character at one rotation. */
 export interface GlyphClass {
   char: string;
   /** counter-clockwise rotation in degrees */
   rotation: 0 | 90 | 180 | 270;
 }
 
+/** The rendered glyph images, their class ids and the disjoint train/val/test class split. */
 export interface GlyphDataset {
   /** [rows × size²] images, ink 1 on paper 0 */
   x: Float32Array;

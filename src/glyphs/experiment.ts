@@ -29,6 +29,7 @@ import { meanCi95 } from '../fewshot/baselines.js';
 import type { GlyphDataset, GlyphDatasetOptions } from './dataset.js';
 
 export type GlyphAlgorithm = 'protonet' | 'matching' | 'relation' | 'maml' | 'fomaml' | 'reptile';
+/** The learners the glyph benchmark trains: the metric-based ones and the MAML family. */
 export const GLYPH_ALGORITHMS: readonly GlyphAlgorithm[] = ['protonet', 'matching', 'relation', 'maml', 'fomaml', 'reptile'];
 export const METRIC_ALGORITHMS: readonly GlyphAlgorithm[] = ['protonet', 'matching', 'relation'];
 const METRIC = new Set<GlyphAlgorithm>(METRIC_ALGORITHMS);
@@ -36,6 +37,7 @@ const METRIC = new Set<GlyphAlgorithm>(METRIC_ALGORITHMS);
 /** Hidden widths of the MLP body shared by every learner and the pre-trained baseline. */
 export const GLYPH_HIDDEN = [256, 128, 64, 64];
 
+/** Options of trainGlyphs: the learner, its episodes and its training schedule. */
 export interface GlyphTrainOptions {
   algorithm: GlyphAlgorithm;
   ways: number;
@@ -179,6 +181,7 @@ export function trainGlyphs(data: GlyphDataset, o: GlyphTrainOptions, log: (line
   return { model: { algorithm: o.algorithm, ways: o.ways, shots: o.shots, testSteps: o.testSteps, learner }, seconds, curve };
 }
 
+/** Options of evaluateGlyphs: the test episodes' shape, count and seed. */
 export interface GlyphEvalOptions {
   ways: number;
   shots: number;

@@ -24,6 +24,7 @@ export interface HanziCharacter {
   medians: [number, number][][];
 }
 
+/** Options of loadHanziCharacters: the package and the stroke-count filter. */
 export interface HanziLoadOptions {
   /** the package to resolve (default 'hanzi-writer-data'; tests point it elsewhere) */
   module?: string;
