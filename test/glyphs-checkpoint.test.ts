@@ -34,7 +34,7 @@ describe('loadGlyphModel', () => {
 
   it('refuses a sidecar that is missing, not JSON, not an object, or with bad counts', () => {
     expect(code(() => loadGlyphModel(join(dir, 'none.safetensors')))).toBe('IO_ERROR');
-    for (const text of ['{', 'null', '[1]', '7', JSON.stringify({ ...good, ways: 0 }), JSON.stringify({ ...good, shots: '1' }), JSON.stringify({ ...good, testSteps: -1 })]) {
+    for (const text of ['{', 'null', '[1]', '7', JSON.stringify({ ...good, ways: 0 }), JSON.stringify({ ...good, shots: '1' }), JSON.stringify({ ...good, testSteps: -1 }), JSON.stringify({ ...good, training: undefined }), JSON.stringify({ ...good, dataset: null })]) {
       writeFileSync(side, text);
       expect(code(() => loadGlyphModel(path)), text).toBe('CORRUPT_FILE');
     }

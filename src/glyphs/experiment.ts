@@ -252,6 +252,9 @@ export function loadGlyphModel(path: string): { model: GlyphModel; info: GlyphCh
   for (const [k, min] of [['ways', 1], ['shots', 1], ['testSteps', 0]] as const)
     if (!Number.isSafeInteger(info[k]) || info[k] < min)
       throw new MamlError('CORRUPT_FILE', `loadGlyphModel: ${side}: '${k}' must be an integer ≥ ${min}, got ${JSON.stringify(info[k])}`);
+  for (const k of ['dataset', 'training'] as const)
+    if (typeof info[k] !== 'object' || info[k] === null || Array.isArray(info[k]))
+      throw new MamlError('CORRUPT_FILE', `loadGlyphModel: ${side}: '${k}' must be an object, got ${JSON.stringify(info[k])}`);
   const learner = METRIC.has(info.algorithm) ? FewShotLearner.load(path) : MetaLearner.load(path);
   return { model: { algorithm: info.algorithm, ways: info.ways, shots: info.shots, testSteps: info.testSteps, learner }, info };
 }
