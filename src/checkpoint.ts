@@ -94,8 +94,10 @@ export function readCheckpoint(path: string): CheckpointData {
   }
   const layout = paramLayout(model);
   const last = layout[layout.length - 1]!;
-  const params = new Float32Array(last.biasOffset + last.outputs);
+  // Every tensor is checked against the model before the parameters are allocated: a forged
+  // 'model' cannot make us allocate more than the file holds.
   const expected = new Set<string>();
+  const placed: Array<[Float32Array, number]> = [];
   for (const l of layout) {
     for (const [name, shape, offset] of [
       [`layers.${l.index}.weight`, [l.outputs, l.inputs], l.weightOffset],
@@ -109,9 +111,11 @@ export function readCheckpoint(path: string): CheckpointData {
         corrupt(path, `tensor '${name}' has shape [${t.shape}], expected [${shape}] for model layers [${model.layers}]`);
       const bad = firstNonFinite(t.data);
       if (bad >= 0) corrupt(path, `tensor '${name}' holds a non-finite value at ${bad}`);
-      params.set(t.data, offset);
+      placed.push([t.data as Float32Array, offset]);
     }
   }
+  const params = new Float32Array(last.biasOffset + last.outputs);
+  for (const [data, offset] of placed) params.set(data, offset);
   for (const name of Object.keys(file.tensors)) if (!expected.has(name)) corrupt(path, `unexpected tensor '${name}'`);
   const innerLrRaw = json(path, meta, 'inner_lr');
   if (!Array.isArray(innerLrRaw) || innerLrRaw.length === 0 || innerLrRaw.some((x) => typeof x !== 'number' || !Number.isFinite(x)))

@@ -105,6 +105,8 @@ describe('checkpoints', () => {
       (h) => delete h['layers.1.weight'],
       (h) => (h.__metadata__.model = '{"layers": [1, 13, 8, 1], "activation": "relu", "loss": "mse"}'),
       (h) => (h.__metadata__.model = 'not json'),
+      // a forged model of 2.1e9 parameters: refused from the tensors, before any allocation
+      (h) => (h.__metadata__.model = '{"layers": [1, 46000, 46000, 1], "activation": "relu", "loss": "mse"}'),
       (h) => (h.__metadata__.format = 'something-else'),
       (h) => delete h.__metadata__,
       (h) => (h.__metadata__.inner_lr = '[]'),
