@@ -57,24 +57,38 @@ export function writeCheckpoint(path: string, c: CheckpointData): void {
   writeSafetensorsFile(path, tensors, metadata);
 }
 
-function corrupt(path: string, what: string): never {
-  throw new MamlError('CORRUPT_FILE', `${path}: not a valid maml-native checkpoint: ${what}`);
+/** A CORRUPT_FILE error naming the file and the kind of file it should have been. */
+export function corruptFile(kind: string, path: string, what: string): never {
+  throw new MamlError('CORRUPT_FILE', `${path}: not a valid maml-native ${kind}: ${what}`);
 }
 
-function json(path: string, meta: Record<string, string>, key: string): unknown {
+/** A metadata entry that holds JSON, parsed; CORRUPT_FILE when missing or not JSON. */
+export function metadataJson(kind: string, path: string, meta: Record<string, string>, key: string): unknown {
   const text = meta[key];
-  if (text === undefined) corrupt(path, `the metadata has no '${key}'`);
+  if (text === undefined) corruptFile(kind, path, `the metadata has no '${key}'`);
   try {
     return JSON.parse(text);
   } catch {
-    return corrupt(path, `metadata '${key}' is not valid JSON`);
+    return corruptFile(kind, path, `metadata '${key}' is not valid JSON`);
   }
 }
 
-function int(path: string, meta: Record<string, string>, key: string): number {
+/** A metadata entry that holds a non-negative integer; CORRUPT_FILE otherwise. */
+export function metadataInt(kind: string, path: string, meta: Record<string, string>, key: string): number {
   const v = Number(meta[key]);
-  if (meta[key] === undefined || !Number.isInteger(v) || v < 0) corrupt(path, `metadata '${key}' must be a non-negative integer`);
+  if (meta[key] === undefined || !Number.isInteger(v) || v < 0) corruptFile(kind, path, `metadata '${key}' must be a non-negative integer`);
   return v;
+}
+
+const KIND = 'checkpoint';
+function corrupt(path: string, what: string): never {
+  return corruptFile(KIND, path, what);
+}
+function json(path: string, meta: Record<string, string>, key: string): unknown {
+  return metadataJson(KIND, path, meta, key);
+}
+function int(path: string, meta: Record<string, string>, key: string): number {
+  return metadataInt(KIND, path, meta, key);
 }
 
 export function readCheckpoint(path: string): CheckpointData {

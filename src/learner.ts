@@ -27,6 +27,7 @@ import {
   fail,
   rowsOf,
 } from './validate.js';
+import { SerialQueue } from './queue.js';
 
 export interface OptimizerOptions {
   kind: 'adam' | 'sgd';
@@ -199,8 +200,7 @@ export class MetaLearner {
   #mom1: Float32Array;
   #mom2: Float32Array;
   #t = 0;
-  #pending = 0;
-  #queue: Promise<unknown> = Promise.resolve();
+  #queue = new SerialQueue();
   /** adaptAsync calls waiting for the end of this turn of the event loop, by step count */
   #coalesced = new Map<number, CoalescedAdapt[]>();
   /** device: 'cuda': the state on the GPU; #state is its copy, stale after a step until #sync() */
@@ -320,7 +320,7 @@ export class MetaLearner {
   }
 
   #checkIdle(where: string): void {
-    if (this.#pending > 0)
+    if (this.#queue.pending > 0)
       throw new MamlError('BUSY', `MetaLearner.${where}: an asynchronous call on this learner is still running; await it first`);
   }
 
@@ -387,12 +387,7 @@ export class MetaLearner {
   }
 
   #enqueue<R>(fn: () => Promise<R>): Promise<R> {
-    this.#pending++;
-    const run = this.#queue.then(fn).finally(() => {
-      this.#pending--;
-    });
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#queue.run(fn);
   }
 
   #adaptArgs(batch: NativeBatch, steps: number): Parameters<NativeAddon['adaptBatch']>[0] {
@@ -447,7 +442,7 @@ export class MetaLearner {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#pending > 0)
+    if (this.#queue.pending > 0)
       return this.#afterSteps(batch, async (b) => {
         const args = this.#adaptArgs(b, steps);
         return new AdaptedModel(this.#m, await this.#adaptNativeAsync(args));
@@ -509,7 +504,7 @@ export class MetaLearner {
    * behind them otherwise (then on a private copy of the batch).
    */
   #afterSteps<R>(batch: NativeBatch, fn: (b: NativeBatch) => Promise<R>): Promise<R> {
-    if (this.#pending === 0) return fn(batch);
+    if (this.#queue.pending === 0) return fn(batch);
     const copy = snapshot(batch);
     return this.#enqueue(() => fn(copy));
   }

@@ -6,6 +6,7 @@
  * specs (the relation module's with classEmbedding and normalize), the optimizer settings,
  * the step count and the seed are JSON strings in the metadata.
  */
+import { corruptFile, metadataInt, metadataJson } from '../checkpoint.js';
 import { MamlError } from '../errors.js';
 import type { OptimizerOptions } from '../learner.js';
 import { paramLayout } from '../model.js';
@@ -60,24 +61,15 @@ export function writeFewShotCheckpoint(path: string, c: FewShotCheckpoint): void
   writeSafetensorsFile(path, tensors, metadata);
 }
 
+const KIND = 'few-shot checkpoint';
 function corrupt(path: string, what: string): never {
-  throw new MamlError('CORRUPT_FILE', `${path}: not a valid maml-native few-shot checkpoint: ${what}`);
+  return corruptFile(KIND, path, what);
 }
-
 function json(path: string, meta: Record<string, string>, key: string): unknown {
-  const text = meta[key];
-  if (text === undefined) corrupt(path, `the metadata has no '${key}'`);
-  try {
-    return JSON.parse(text);
-  } catch {
-    return corrupt(path, `metadata '${key}' is not valid JSON`);
-  }
+  return metadataJson(KIND, path, meta, key);
 }
-
 function int(path: string, meta: Record<string, string>, key: string): number {
-  const v = Number(meta[key]);
-  if (meta[key] === undefined || !Number.isInteger(v) || v < 0) corrupt(path, `metadata '${key}' must be a non-negative integer`);
-  return v;
+  return metadataInt(KIND, path, meta, key);
 }
 
 /**

@@ -25,6 +25,7 @@ import {
   type MlpOptions,
   type RelationOptions,
 } from './spec.js';
+import { SerialQueue } from '../queue.js';
 
 /** Options of `new FewShotLearner()`: the algorithm, its MLPs, the optimizer and the seed. */
 export interface FewShotLearnerOptions {
@@ -94,8 +95,7 @@ export class FewShotLearner {
   #m1: Float32Array;
   #m2: Float32Array;
   #t = 0;
-  #pending = 0;
-  #queue: Promise<unknown> = Promise.resolve();
+  #queue = new SerialQueue();
 
   constructor(options: FewShotLearnerOptions) {
     const where = 'FewShotLearner';
@@ -150,7 +150,7 @@ export class FewShotLearner {
   }
 
   #checkIdle(where: string): void {
-    if (this.#pending > 0)
+    if (this.#queue.pending > 0)
       throw new MamlError('BUSY', `FewShotLearner.${where}: an asynchronous call on this learner is still running; await it first`);
   }
 
@@ -187,12 +187,7 @@ export class FewShotLearner {
   }
 
   #enqueue<R>(fn: () => Promise<R>): Promise<R> {
-    this.#pending++;
-    const run = this.#queue.then(fn).finally(() => {
-      this.#pending--;
-    });
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#queue.run(fn);
   }
 
   /** Loss and accuracy on a meta-batch without updating: means over tasks, and each task's accuracy. */
@@ -213,7 +208,7 @@ export class FewShotLearner {
     // native code copies the parameters and the episodes before it returns
     const run = (ep: NativeEpisodes) =>
       callNativeAsync((a) => a.fewshotEvaluateAsync({ ...this.#spec.native, ...ep, params: this.#params })).then(evaluation);
-    if (this.#pending === 0) return run(e);
+    if (this.#queue.pending === 0) return run(e);
     const copy = snapshot(e);
     return this.#enqueue(() => run(copy));
   }
