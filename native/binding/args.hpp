@@ -66,4 +66,22 @@ void batch_arg(const Napi::Object& o, const ModelSpec& s, bool need_query, Batch
 template <class T>
 Rates<T> rates_arg(const Napi::Object& o, const T* data, int64_t length, int steps, int64_t P);
 
+// The arguments of a meta-gradient or adaptation call: the inner-loop config, o.params [P],
+// the rates (o.rates with its strides) and the batch. Pointers refer to the JavaScript arrays.
+template <class T>
+struct MetaCallArgs {
+  MetaConfig cfg;
+  const T* theta = nullptr;
+  Rates<T> rates;
+  BatchArgs<T> batch;
+};
+template <class T>
+void meta_call_arg(const Napi::Object& o, const ModelSpec& s, bool need_query, MetaCallArgs<T>& out) {
+  out.cfg = meta_config_arg(o);
+  out.theta = view<T>(o, "params", s.n_params).data;
+  const View<T> rv = view<T>(o, "rates");
+  out.rates = rates_arg<T>(o, rv.data, rv.length, out.cfg.steps, s.n_params);
+  batch_arg<T>(o, s, need_query, out.batch);
+}
+
 }  // namespace maml::binding

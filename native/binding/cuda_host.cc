@@ -83,12 +83,12 @@ cuda::KArgs<T> kargs_of(const BatchArgs<T>& b, const T* theta, const T* rates, c
 
 template <class T>
 Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s) {
-  const MetaConfig cfg = meta_config_arg(o);
-  const T* theta = view<T>(o, "params", s.n_params).data;
-  const View<T> rv = view<T>(o, "rates");
-  const Rates<T> rates = rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
-  BatchArgs<T> b;
-  batch_arg<T>(o, s, true, b);
+  MetaCallArgs<T> call;
+  meta_call_arg<T>(o, s, true, call);
+  const MetaConfig& cfg = call.cfg;
+  const T* theta = call.theta;
+  const Rates<T>& rates = call.rates;
+  BatchArgs<T>& b = call.batch;
   const cuda::KModel m = cuda::make_kmodel(s);
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks, slot = static_cast<int64_t>(m.P) + c.R;
@@ -123,12 +123,12 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
 
 template <class T>
 Napi::Value adapt_host_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s) {
-  const MetaConfig cfg = meta_config_arg(o);
-  const T* theta = view<T>(o, "params", s.n_params).data;
-  const View<T> rv = view<T>(o, "rates");
-  const Rates<T> rates = rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
-  BatchArgs<T> b;
-  batch_arg<T>(o, s, false, b);
+  MetaCallArgs<T> call;
+  meta_call_arg<T>(o, s, false, call);
+  const MetaConfig& cfg = call.cfg;
+  const T* theta = call.theta;
+  const Rates<T>& rates = call.rates;
+  BatchArgs<T>& b = call.batch;
   const cuda::KModel m = cuda::make_kmodel(s);
   const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
   const int64_t B = b.data.tasks;

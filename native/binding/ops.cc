@@ -114,12 +114,12 @@ Napi::Value grad_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec&
 
 template <class T>
 Napi::Value meta_gradient_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s) {
-  const MetaConfig cfg = meta_config_arg(o);
-  const T* theta = view<T>(o, "params", s.n_params).data;
-  const View<T> rv = view<T>(o, "rates");
-  const Rates<T> rates = rates_arg<T>(o, rv.data, rv.length, cfg.steps, s.n_params);
-  BatchArgs<T> b;
-  batch_arg<T>(o, s, true, b);
+  MetaCallArgs<T> call;
+  meta_call_arg<T>(o, s, true, call);
+  const MetaConfig& cfg = call.cfg;
+  const T* theta = call.theta;
+  const Rates<T>& rates = call.rates;
+  BatchArgs<T>& b = call.batch;
   auto grad = new_array<T>(env, s.n_params);
   auto rate_grad = new_array<T>(env, cfg.want_rate_grad ? rates.length : 0);
   const double loss =
