@@ -81,70 +81,75 @@ cuda::KArgs<T> kargs_of(const BatchArgs<T>& b, const T* theta, const T* rates, c
   return a;
 }
 
+// Everything one host run of the task kernel needs, read from o: the call's arguments, the
+// kernel's model and config, the block size (o.blockThreads), the global-memory tiles
+// (o.tiled), the working-memory layout and buffer. Pointers refer to the JavaScript arrays.
+template <class T>
+struct HostRun {
+  MetaCallArgs<T> call;
+  cuda::KModel m;
+  cuda::KConfig c;
+  int64_t B = 0;
+  int threads = 1;
+  std::vector<T> tile, weights, work;
+  cuda::Layout lay;
+  cuda::KArgs<T> a;
+
+  HostRun(const Napi::Object& o, const ModelSpec& s, bool need_query) {
+    meta_call_arg<T>(o, s, need_query, call);
+    const BatchArgs<T>& b = call.batch;
+    m = cuda::make_kmodel(s);
+    c = cuda::make_kconfig(call.cfg, call.rates);
+    B = b.data.tasks;
+    threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
+    tile.resize(boolean(o, "tiled", false) ? cuda::kTileFloats : 0);  // the global-memory kernel's tiles
+    lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
+    weights.assign(call.cfg.weights.begin(), call.cfg.weights.end());
+    a = kargs_of(b, call.theta, call.rates.data, weights);
+    work.resize(static_cast<size_t>(lay.total));
+  }
+  T* tiles() { return tile.empty() ? nullptr : tile.data(); }
+  // Runs fn(block, task) for every task, one block of `threads` host threads at a time.
+  template <class Fn>
+  void each_task(const Fn& fn) {
+    for (int64_t t = 0; t < B; ++t) run_block(threads, [&](const auto& blk) { fn(blk, static_cast<int>(t)); });
+  }
+};
+
 template <class T>
 Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s) {
-  MetaCallArgs<T> call;
-  meta_call_arg<T>(o, s, true, call);
-  const MetaConfig& cfg = call.cfg;
-  const T* theta = call.theta;
-  const Rates<T>& rates = call.rates;
-  BatchArgs<T>& b = call.batch;
-  const cuda::KModel m = cuda::make_kmodel(s);
-  const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
-  const int64_t B = b.data.tasks, slot = static_cast<int64_t>(m.P) + c.R;
-  const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
-  std::vector<T> tile(boolean(o, "tiled", false) ? cuda::kTileFloats : 0);  // the global-memory kernel's tiles
-  T* tiles = tile.empty() ? nullptr : tile.data();
-  const cuda::Layout lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
-  const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
-  cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
-  std::vector<T> work(static_cast<size_t>(lay.total)), slots(static_cast<size_t>(checked_mul(B, slot, "slots"))),
-      losses(static_cast<size_t>(B));
-  for (int64_t t = 0; t < B; ++t)
-    run_block(threads, [&](const auto& blk) {
-      cuda::task_meta_step(blk, m, c, a, static_cast<int>(t), work.data(), lay, slots.data() + t * slot, losses.data() + t,
-                           tiles);
-    });
-  auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(m.P));
-  auto rate_grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(c.R));
+  HostRun<T> h(o, s, true);
+  const int64_t B = h.B, P = h.m.P, slot = P + h.c.R;
+  std::vector<T> slots(static_cast<size_t>(checked_mul(B, slot, "slots"))), losses(static_cast<size_t>(B));
+  h.each_task([&](const auto& blk, int t) {
+    cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, slots.data() + t * slot, losses.data() + t,
+                         h.tiles());
+  });
+  auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(P));
+  auto rate_grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(h.c.R));
   for (int64_t i = 0; i < slot; ++i) {
     const T mean = cuda::mean_over_tasks(slots.data(), slot, B, i);
-    if (i < m.P) grad[static_cast<size_t>(i)] = mean;
-    else rate_grad[static_cast<size_t>(i - m.P)] = mean;
+    if (i < P) grad[static_cast<size_t>(i)] = mean;
+    else rate_grad[static_cast<size_t>(i - P)] = mean;
   }
   double loss = 0;
   for (int64_t t = 0; t < B; ++t) loss += static_cast<double>(losses[static_cast<size_t>(t)]);
   Napi::Object r = Napi::Object::New(env);
   r.Set("loss", Napi::Number::New(env, loss / static_cast<double>(B)));
   r.Set("grad", grad);
-  if (c.want_rate_grad) r.Set("rateGrad", rate_grad);
+  if (h.c.want_rate_grad) r.Set("rateGrad", rate_grad);
   return r;
 }
 
 template <class T>
 Napi::Value adapt_host_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s) {
-  MetaCallArgs<T> call;
-  meta_call_arg<T>(o, s, false, call);
-  const MetaConfig& cfg = call.cfg;
-  const T* theta = call.theta;
-  const Rates<T>& rates = call.rates;
-  BatchArgs<T>& b = call.batch;
-  const cuda::KModel m = cuda::make_kmodel(s);
-  const cuda::KConfig c = cuda::make_kconfig(cfg, rates);
-  const int64_t B = b.data.tasks;
-  const int threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
-  std::vector<T> tile(boolean(o, "tiled", false) ? cuda::kTileFloats : 0);  // the global-memory kernel's tiles
-  T* tiles = tile.empty() ? nullptr : tile.data();
-  const cuda::Layout lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
-  const std::vector<T> weights(cfg.weights.begin(), cfg.weights.end());
-  const cuda::KArgs<T> a = kargs_of(b, theta, rates.data, weights);
-  std::vector<T> work(static_cast<size_t>(lay.total));
-  auto out = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(checked_mul(B, m.P, "adapted parameters")));
+  HostRun<T> h(o, s, false);
+  const int64_t P = h.m.P;
+  auto out = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(checked_mul(h.B, P, "adapted parameters")));
   T* adapted = out.Data();
-  for (int64_t t = 0; t < B; ++t)
-    run_block(threads, [&](const auto& blk) {
-      cuda::task_adapt(blk, m, c, a, static_cast<int>(t), work.data(), lay, adapted + t * m.P, tiles);
-    });
+  h.each_task([&](const auto& blk, int t) {
+    cuda::task_adapt(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, adapted + t * P, h.tiles());
+  });
   return out;
 }
 
