@@ -95,17 +95,24 @@ class ReductionTree {
 // dst[i] += src[i], i < n: the caller passes a version compiled for its instruction set.
 using AddFn = void (*)(float* dst, const float* src, int64_t n);
 
-template <class TaskFn>
-double fast_batch_with(const ModelSpec& s, const MetaConfig& cfg, const Rates<float>& rates,
-                       const BatchData<float>& batch, float* grad, float* rate_grad, AddFn add_into,
-                       const TaskFn& task_fn) {
+// A leaf of the reduction tree: tasks [begin, begin + count), summed by one job, either one
+// task after the other (lanes = false) or all at once in the lanes of a vector (lanes.hpp).
+struct Leaf {
+  int64_t begin = 0, count = 0;
+  bool lanes = false;
+};
+
+// leaf_fn(leaf, grad [P], OVERWRITTEN with the sum of the leaf's task gradients; rate_grad [R],
+// ACCUMULATED) -> the sum of their losses. The leaves must cover the batch's tasks in order.
+template <class LeafFn>
+double fast_batch_leaves(const ModelSpec& s, const MetaConfig& cfg, const Rates<float>& rates, int64_t B,
+                         const std::vector<Leaf>& leaves, float* grad, float* rate_grad, AddFn add_into,
+                         const LeafFn& leaf_fn) {
   const int64_t P = s.n_params;
   const int64_t R = cfg.want_rate_grad ? rates.length : 0;
   const int64_t slot = P + R;
-  const int64_t B = batch.tasks;
   MAML_CHECK(B >= 1, InvalidArgument, "a meta-batch needs at least one task");
-  const int64_t G = group_size(B, slot);
-  const int64_t groups = (B + G - 1) / G;
+  const int64_t groups = static_cast<int64_t>(leaves.size());
   // Small buffers (up to 16 MB) are kept per calling thread across calls; larger ones are freed.
   const size_t n_sums = static_cast<size_t>(checked_mul(groups, slot, "meta-gradient slots"));
   static thread_local std::vector<float> kept;
@@ -121,18 +128,7 @@ double fast_batch_with(const ModelSpec& s, const MetaConfig& cfg, const Rates<fl
     const int64_t buf = tree.take();
     float* out = sums.data() + buf * slot;
     for (int64_t i = P; i < slot; ++i) out[i] = 0;  // rate gradients accumulate
-    double loss = 0.0;
-    const int64_t end = std::min(B, (g + 1) * G);
-    loss += task_fn(batch.task(s, g * G), out, out + P);  // the group's first task writes its slot
-    if (end > g * G + 1) {
-      static thread_local std::vector<float> tg;
-      tg.resize(static_cast<size_t>(P));
-      for (int64_t t = g * G + 1; t < end; ++t) {
-        loss += task_fn(batch.task(s, t), tg.data(), out + P);
-        add_into(out, tg.data(), P);
-      }
-    }
-    losses[static_cast<size_t>(g)] = loss;
+    losses[static_cast<size_t>(g)] = leaf_fn(leaves[static_cast<size_t>(g)], out, out + P);
     tree.finish(g, buf, [&](int64_t dst, int64_t src) { add_into(sums.data() + dst * slot, sums.data() + src * slot, slot); });
   });
 
@@ -143,6 +139,42 @@ double fast_batch_with(const ModelSpec& s, const MetaConfig& cfg, const Rates<fl
   double loss = 0.0;
   for (int64_t g = 0; g < groups; ++g) loss += losses[static_cast<size_t>(g)];
   return loss / static_cast<double>(B);
+}
+
+// The leaves of G tasks each (core's group_size: 1 unless memory is short), run one by one.
+inline std::vector<Leaf> task_leaves(int64_t B, int64_t slot) {
+  const int64_t G = group_size(B, slot);
+  std::vector<Leaf> leaves;
+  for (int64_t t = 0; t < B; t += G) leaves.push_back({t, std::min(G, B - t), false});
+  return leaves;
+}
+
+// The sum of a leaf's tasks one after the other: the first task writes out, the others are added.
+template <class TaskFn>
+double sum_tasks(const ModelSpec& s, const BatchData<float>& batch, const Leaf& leaf, float* out, float* rate_out,
+                 AddFn add_into, const TaskFn& task_fn) {
+  double loss = task_fn(batch.task(s, leaf.begin), out, rate_out);
+  if (leaf.count > 1) {
+    static thread_local std::vector<float> tg;
+    tg.resize(static_cast<size_t>(s.n_params));
+    for (int64_t t = leaf.begin + 1; t < leaf.begin + leaf.count; ++t) {
+      loss += task_fn(batch.task(s, t), tg.data(), rate_out);
+      add_into(out, tg.data(), s.n_params);
+    }
+  }
+  return loss;
+}
+
+template <class TaskFn>
+double fast_batch_with(const ModelSpec& s, const MetaConfig& cfg, const Rates<float>& rates,
+                       const BatchData<float>& batch, float* grad, float* rate_grad, AddFn add_into,
+                       const TaskFn& task_fn) {
+  MAML_CHECK(batch.tasks >= 1, InvalidArgument, "a meta-batch needs at least one task");
+  const int64_t slot = s.n_params + (cfg.want_rate_grad ? rates.length : 0);
+  return fast_batch_leaves(s, cfg, rates, batch.tasks, task_leaves(batch.tasks, slot), grad, rate_grad, add_into,
+                           [&](const Leaf& leaf, float* out, float* rate_out) {
+                             return sum_tasks(s, batch, leaf, out, rate_out, add_into, task_fn);
+                           });
 }
 
 }  // namespace maml::cpu

@@ -17,6 +17,7 @@
 
 #include "fast_batch.hpp"
 #include "fast_mlp.hpp"
+#include "lanes.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MAML_X86_LEVELS 1
@@ -116,6 +117,14 @@ __attribute__((flatten)) void inner_base(const ModelSpec& fs, const MetaConfig& 
   inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
 }
 
+// Up to 16 first-order tasks at once, one per lane (lanes.hpp); AVX-512 only.
+MAML_TARGET("arch=x86-64-v4")
+double lanes_v4(const FastLayout& f, const ModelSpec& s, const MetaConfig& cfg, const float* theta,
+                const Rates<float>& rates, const BatchData<float>& batch, int64_t t0, int count, LaneWork<vf16>& w,
+                float* grad) {
+  return lane_group<vf16>(f, s, cfg, theta, rates, batch, t0, count, w, grad);
+}
+
 // dst += src, for the batch driver's reduction tree.
 __attribute__((noinline)) MAML_TARGET("arch=x86-64-v4") void add_v4(float* __restrict d, const float* __restrict a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] += a[i];
@@ -143,6 +152,46 @@ int fast_level() {
     return l;
   }();
   return level;
+}
+
+// Which tasks run in lanes. A lane group costs about as much whatever the number of its lanes
+// in use, so a run of fewer than kMinLaneTasks tasks with equal support and query sizes runs
+// one task at a time instead; models above kMaxLaneParams fast-layout parameters (16 copies
+// of them would no longer sit in a core's L2 cache) never use lanes. MAML_LANES=0 turns the
+// lanes off (for comparisons).
+constexpr int kLanes = 16;
+constexpr int64_t kMinLaneTasks = 6;
+constexpr int64_t kMaxLaneParams = 16384;
+
+bool lanes_allowed(const MetaConfig& cfg, const ModelSpec& fast_spec) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("MAML_LANES");
+    return !(e && e[0] == '0');
+  }();
+  return enabled && fast_level() == 4 && !cfg.second_order() && fast_spec.n_params <= kMaxLaneParams;
+}
+
+// The leaves of a batch whose tasks may run in lanes: runs of up to kLanes consecutive tasks
+// with the same support and query sizes. Depends on the batch only (determinism).
+std::vector<Leaf> lane_leaves(const BatchData<float>& batch, int64_t slot) {
+  const int64_t B = batch.tasks;
+  const auto same = [&](int64_t a, int64_t b) {
+    return batch.s_off[a + 1] - batch.s_off[a] == batch.s_off[b + 1] - batch.s_off[b] &&
+           batch.q_off[a + 1] - batch.q_off[a] == batch.q_off[b + 1] - batch.q_off[b];
+  };
+  std::vector<Leaf> leaves;
+  for (int64_t t = 0; t < B;) {
+    int64_t e = t + 1;
+    while (e < B && e - t < kLanes && same(t, e)) ++e;
+    if (e - t >= kMinLaneTasks) {
+      leaves.push_back({t, e - t, true});
+    } else {
+      for (int64_t i = t; i < e; ++i) leaves.push_back({i, 1, false});
+    }
+    t = e;
+  }
+  if (static_cast<int64_t>(leaves.size()) > (INT64_C(32) << 20) / slot) return task_leaves(B, slot);  // memory: as core
+  return leaves;
 }
 
 // Rates in the fast layout: per-parameter vectors are converted step by step.
@@ -179,19 +228,29 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
   const float* th = theta_f.data();
   const int level = fast_level();
   const AddFn add = level == 4 ? add_v4 : level == 3 ? add_v3 : add_base;
-  const double loss = fast_batch_with(
-      fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), add, [&](const TaskData<float>& d, float* g, float* rg) {
-        if (level == 4) {
-          static thread_local Work<Kernels512> w;
-          return task_v4(fs, cfg, th, fr.rates, d, w, g, rg);
-        }
-        if (level == 3) {
-          static thread_local Work<Kernels256> w;
-          return task_v3(fs, cfg, th, fr.rates, d, w, g, rg);
-        }
-        static thread_local Work<KernelsBase> w;
-        return task_base(fs, cfg, th, fr.rates, d, w, g, rg);
-      });
+  const auto task_fn = [&](const TaskData<float>& d, float* g, float* rg) {
+    if (level == 4) {
+      static thread_local Work<Kernels512> w;
+      return task_v4(fs, cfg, th, fr.rates, d, w, g, rg);
+    }
+    if (level == 3) {
+      static thread_local Work<Kernels256> w;
+      return task_v3(fs, cfg, th, fr.rates, d, w, g, rg);
+    }
+    static thread_local Work<KernelsBase> w;
+    return task_base(fs, cfg, th, fr.rates, d, w, g, rg);
+  };
+  double loss;
+  if (lanes_allowed(cfg, fs)) {
+    loss = fast_batch_leaves(fs, cfg, fr.rates, batch.tasks, lane_leaves(batch, fs.n_params), grad_f.data(),
+                             rate_grad_f.data(), add, [&](const Leaf& leaf, float* out, float* rate_out) {
+                               if (!leaf.lanes) return sum_tasks(fs, batch, leaf, out, rate_out, add, task_fn);
+                               static thread_local LaneWork<vf16> w;
+                               return lanes_v4(f, s, cfg, th, fr.rates, batch, leaf.begin, static_cast<int>(leaf.count), w, out);
+                             });
+  } else {
+    loss = fast_batch_with(fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), add, task_fn);
+  }
   f.from_fast(s, grad_f.data(), grad);
   if (cfg.want_rate_grad) {
     if (rates.param_stride == 0) {
