@@ -85,6 +85,9 @@ struct CudaLearner::Impl {
   // MAML_CUDA_TIMING=1: CUDA events around each meta-step's kernels (kernel_us()).
   cudaEvent_t ev0 = nullptr, ev1 = nullptr;
   double kernel_us = -1;
+  // Recorded after each batch copy out of `pinned`: upload() waits for it before it writes the
+  // pinned buffer again (a call that threw after its copy was enqueued may leave it running).
+  cudaEvent_t upload_done = nullptr;
 
   DeviceBuffer<float> state, m1, m2, grad, fixed_rates, weights, slots, partial, losses, scratch, adapted, adapt_rates;
   DeviceBuffer<double> out2;
@@ -117,11 +120,13 @@ struct CudaLearner::Impl {
       p.at = total;
       total += align16(p.bytes);
     }
+    CUDA_CHECK(cudaEventSynchronize(upload_done));  // the last copy out of `pinned` has finished
     char* host = pinned.grow(total);
     for (const Part& p : parts)
       if (p.bytes) std::memcpy(host + p.at, p.src, p.bytes);
     char* dev = batch.grow(total);
     CUDA_CHECK(cudaMemcpyAsync(dev, host, total, cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(cudaEventRecord(upload_done, stream));
     const auto at = [&](int i) { return parts[i].bytes ? dev + parts[i].at : nullptr; };
     a.s_off = reinterpret_cast<const int64_t*>(at(0));
     a.q_off = reinterpret_cast<const int64_t*>(at(1));
@@ -193,6 +198,8 @@ struct CudaLearner::Impl {
     if (ev0) cudaEventDestroy(ev0);
     if (ev1) cudaEventDestroy(ev1);
     ev0 = ev1 = nullptr;
+    if (upload_done) cudaEventDestroy(upload_done);
+    upload_done = nullptr;
     if (stream) cudaStreamDestroy(stream);
     stream = nullptr;
   }
@@ -218,7 +225,10 @@ CudaLearner::CudaLearner(const LearnerConfig& c) : impl_(std::make_unique<Impl>(
     s.rates_len = s.learn_rates ? s.N - s.P : static_cast<int64_t>(c.fixed_rates.size());
     MAML_CHECK(s.N >= s.P && s.rates_len >= 1, ShapeMismatch, "CUDA learner: state or rates of the wrong length");
     CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
-    s.threads = block_threads();
+    CUDA_CHECK(cudaEventCreateWithFlags(&s.upload_done, cudaEventDisableTiming));
+    // at most what the kernels' register use allows (a multiple of 32: the layout's reduction
+    // buffer and the block size must agree, so this is fixed for the learner's life)
+    s.threads = std::max(32, std::min(block_threads(), max_task_threads()) / 32 * 32);
     s.shared_bytes = shared_limit(s.device);
     const char* timing = std::getenv("MAML_CUDA_TIMING");
     if (timing && std::strcmp(timing, "1") == 0) {

@@ -10,6 +10,8 @@
 // update, which updates p, m, v in place and scales grad in place.
 #include "meta_kernels.hpp"
 
+#include <algorithm>
+
 #include "cuda_check.hpp"
 
 namespace maml::cuda {
@@ -49,8 +51,9 @@ __global__ void reduce_kernel(const float* partial, int64_t slot, int64_t chunks
 
 constexpr int kFinishThreads = 1024;
 
-// One block: strided partial sums per thread, then a fixed tree over the threads.
-__global__ void finish_kernel(const float* losses, int64_t tasks, const float* grad, int64_t n, double* out2) {
+// One block: strided partial sums per thread, then a fixed tree over the threads. The launch
+// bound makes the compiler keep the registers within what a 1024-thread block may have.
+__global__ void __launch_bounds__(kFinishThreads) finish_kernel(const float* losses, int64_t tasks, const float* grad, int64_t n, double* out2) {
   __shared__ double part_loss[kFinishThreads], part_sq[kFinishThreads];
   const int t = threadIdx.x;
   double l = 0.0, s = 0.0;
@@ -118,6 +121,19 @@ void launch_tasks(Kernel shared_kernel, Kernel global_kernel, const KModel& m, c
 }
 
 }  // namespace
+
+int max_task_threads() {
+  int most = 1024;
+  for (const void* k : {reinterpret_cast<const void*>(meta_tasks_kernel<true>),
+                        reinterpret_cast<const void*>(meta_tasks_kernel<false>),
+                        reinterpret_cast<const void*>(adapt_tasks_kernel<true>),
+                        reinterpret_cast<const void*>(adapt_tasks_kernel<false>)}) {
+    cudaFuncAttributes attr{};
+    CUDA_CHECK(cudaFuncGetAttributes(&attr, k));
+    most = std::min(most, attr.maxThreadsPerBlock);
+  }
+  return most;
+}
 
 int shared_limit(int device) {
   int optin = 0;

@@ -23,6 +23,9 @@ struct TaskLaunch {
   float* scratch = nullptr;  // [tasks, lay.total] when !shared
 };
 
+// The largest block the four task kernels can all be launched with on the current device (their
+// register use limits it; a block size above it fails with "too many resources requested").
+int max_task_threads();
 // The most dynamic shared memory a block of `device` can have (after cudaFuncSetAttribute).
 int shared_limit(int device);
 

@@ -47,12 +47,14 @@ KConfig make_kconfig(const MetaConfig& cfg, const Rates<T>& rates) {
   return c;
 }
 
-// The largest support or query set of a batch; checks that a pass's index n * width fits int32.
+// The largest support or query set of a batch. Checks that the kernels' int32 indices cannot
+// overflow: a pass's n * width, and backward_pass's loop over a layer's parameters and then its
+// input deltas (n_par + n * d_in, with n_par <= P).
 inline int max_rows(const KModel& m, const int64_t* s_off, const int64_t* q_off, int64_t tasks) {
   int64_t n = 0;
   for (int64_t t = 0; t < tasks; ++t) n = std::max({n, s_off[t + 1] - s_off[t], q_off[t + 1] - q_off[t]});
   const int64_t widest = std::max<int64_t>(m.sum_width, static_cast<int64_t>(m.dims[0]) * m.max_width);
-  MAML_CHECK(n * std::max<int64_t>(widest, 1) < (INT64_C(1) << 31), TooLarge,
+  MAML_CHECK(n < (INT64_C(1) << 31) && n * std::max<int64_t>(widest, 1) + m.P < (INT64_C(1) << 31), TooLarge,
              "a task has too many samples for the CUDA kernels (" + std::to_string(n) + ")");
   return static_cast<int>(n);
 }
