@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("metaGradient", Napi::Function::New(env, MetaGradient, "metaGradient"));
   exports.Set("metaStep", Napi::Function::New(env, MetaStep, "metaStep"));
   exports.Set("metaStepAsync", Napi::Function::New(env, MetaStepAsync, "metaStepAsync"));
+  exports.Set("metaStepPacked", Napi::Function::New(env, MetaStepPacked, "metaStepPacked"));
   exports.Set("adaptBatch", Napi::Function::New(env, AdaptBatch, "adaptBatch"));
   exports.Set("adaptBatchAsync", Napi::Function::New(env, AdaptBatchAsync, "adaptBatchAsync"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
@@ -29,6 +30,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #ifdef MAML_WITH_CUDA
   exports.Set("cudaLearnerCreate", Napi::Function::New(env, CudaLearnerCreate, "cudaLearnerCreate"));
   exports.Set("cudaLearnerStep", Napi::Function::New(env, CudaLearnerStep, "cudaLearnerStep"));
+  exports.Set("cudaLearnerStepAsync", Napi::Function::New(env, CudaLearnerStepAsync, "cudaLearnerStepAsync"));
+  exports.Set("cudaLearnerDispose", Napi::Function::New(env, CudaLearnerDispose, "cudaLearnerDispose"));
   exports.Set("cudaLearnerGetState", Napi::Function::New(env, CudaLearnerGetState, "cudaLearnerGetState"));
   exports.Set("cudaLearnerSetState", Napi::Function::New(env, CudaLearnerSetState, "cudaLearnerSetState"));
   exports.Set("cudaLearnerAdapt", Napi::Function::New(env, CudaLearnerAdapt, "cudaLearnerAdapt"));

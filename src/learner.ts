@@ -13,7 +13,7 @@ import { MamlError } from './errors.js';
 import { checkBatch, checkInner, ratesForSteps, type Algorithm, type Inner, type InnerLr, type MetaBatch } from './inner.js';
 import { checkModel, initParams, type Model, type ModelSpec } from './model.js';
 import { callNative, callNativeAsync } from './native.js';
-import type { NativeAddon, NativeBatch, NativeOptim } from './native-types.js';
+import { PackedSlot, type NativeAddon, type NativeBatch, type NativeOptim } from './native-types.js';
 import { resolveDevice, type DeviceRequest } from './loader.js';
 import { CudaBackend, type CudaAdaptArgs } from './backend-cuda.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
@@ -197,6 +197,8 @@ export class MetaLearner {
   readonly #opt: OptimState;
   /** [P + R]: the parameters, then the learned rates (R = 0 when rates are fixed) */
   #state: Float32Array;
+  readonly #packed = new Float64Array(PackedSlot.count);
+  readonly #packedResult = new Float64Array(2);
   #mom1: Float32Array;
   #mom2: Float32Array;
   #t = 0;
@@ -208,6 +210,10 @@ export class MetaLearner {
   #stale = false;
   /** the step weights changed since the last CUDA step (they live on the GPU too) */
   #weightsChanged = false;
+  /** a CUDA stepAsync is running on a worker thread (the device state is being updated) */
+  #cudaRunning = false;
+  /** dispose() was called: the state is gone and every call throws DISPOSED */
+  #disposed = false;
 
   constructor(options: MetaLearnerOptions) {
     const where = 'MetaLearner';
@@ -258,7 +264,10 @@ export class MetaLearner {
   }
 
   /** Brings the host copy of the state up to date with the GPU (device: 'cuda'). */
-  #sync(): void {
+  #sync(where = 'params'): void {
+    this.#checkAlive(where);
+    if (this.#cudaRunning)
+      throw new MamlError('BUSY', `MetaLearner.${where}: a CUDA stepAsync is updating the state on the GPU; await it first`);
     if (this.#cuda && this.#stale) {
       this.#state.set(this.#cuda.pull());
       this.#stale = false;
@@ -273,7 +282,7 @@ export class MetaLearner {
 
   /** A copy of the inner rates (per step, or per parameter for meta-sgd). */
   get innerLr(): Float32Array {
-    this.#sync();
+    this.#sync('innerLr');
     return Float32Array.from(this.#inner.rates);
   }
 
@@ -319,7 +328,12 @@ export class MetaLearner {
     };
   }
 
+  #checkAlive(where: string): void {
+    if (this.#disposed) throw new MamlError('DISPOSED', `MetaLearner.${where}: this learner was disposed; create or load a new one`);
+  }
+
   #checkIdle(where: string): void {
+    this.#checkAlive(where);
     if (this.#queue.pending > 0)
       throw new MamlError('BUSY', `MetaLearner.${where}: an asynchronous call on this learner is still running; await it first`);
   }
@@ -355,10 +369,42 @@ export class MetaLearner {
     this.#flushAll(); // adaptations called before this step see θ before it
     const b = this.#checkStepBatch(batch, 'MetaLearner.step');
     if (this.#cuda) return this.#cudaStep(b);
-    const args = this.#stepArgs(b);
-    const r = callNative((a) => a.metaStep(args));
+    const n = this.#packed;
+    this.#packStep(n, b);
+    const out = this.#packedResult;
+    const ce = b.ysLabels !== undefined;
+    callNative((a) =>
+      a.metaStepPacked(n, this.#m.layers, this.#inner.weights, this.learnInnerLr ? undefined : this.#inner.rates, this.#state, this.#mom1,
+        this.#mom2, b.supportOffsets, b.queryOffsets, b.xs, ce ? b.ysLabels : b.ys, b.xq, ce ? b.yqLabels : b.yq, out),
+    );
     this.#t++;
-    return r;
+    return { loss: out[0]!, gradNorm: out[1]! };
+  }
+
+  // The numbers of step() in metaStepPacked's order (the arrays go as arguments).
+  #packStep(n: Float64Array, b: NativeBatch): void {
+    const m = this.#m, inner = this.#inner, o = this.#opt;
+    n[PackedSlot.algorithm] = inner.algorithm;
+    n[PackedSlot.steps] = inner.steps;
+    n[PackedSlot.activation] = m.activation;
+    n[PackedSlot.loss] = m.loss;
+    n[PackedSlot.optKind] = o.optKind;
+    n[PackedSlot.lr] = o.lr;
+    n[PackedSlot.beta1] = o.beta1;
+    n[PackedSlot.beta2] = o.beta2;
+    n[PackedSlot.eps] = o.eps;
+    n[PackedSlot.weightDecay] = o.weightDecay;
+    n[PackedSlot.momentum] = o.momentum;
+    n[PackedSlot.dampening] = o.dampening;
+    n[PackedSlot.nesterov] = o.nesterov ? 1 : 0;
+    n[PackedSlot.clipNorm] = o.clipNorm;
+    n[PackedSlot.learnRates] = this.learnInnerLr ? 1 : 0;
+    n[PackedSlot.reference] = inner.reference ? 1 : 0;
+    n[PackedSlot.rateStepStride] = inner.rateStepStride;
+    n[PackedSlot.rateParamStride] = inner.rateParamStride;
+    n[PackedSlot.t] = this.#t + 1;
+    n[PackedSlot.tasks] = b.tasks;
+    n[PackedSlot.wantRateGrad] = inner.wantRateGrad ? 1 : 0;
   }
 
   #cudaStep(b: NativeBatch): { loss: number; gradNorm: number } {
@@ -369,21 +415,40 @@ export class MetaLearner {
     return r;
   }
 
-  /** step() off the event loop. The batch is validated and copied before the call returns. */
+  /**
+   * step() off the event loop. The batch is validated and copied before the call returns. On
+   * CUDA the device step runs on a native worker thread; until it settles, `params` and
+   * `innerLr` throw BUSY (they would have to read the state the step is updating).
+   */
   stepAsync(batch: MetaBatch): Promise<{ loss: number; gradNorm: number }> {
     let b: NativeBatch;
     try {
+      this.#checkAlive('stepAsync');
       b = snapshot(this.#checkStepBatch(batch, 'MetaLearner.stepAsync'));
     } catch (err) {
       return Promise.reject(err);
     }
     return this.#enqueue(async () => {
-      if (this.#cuda) return this.#cudaStep(b); // synchronous on the GPU (one read-back per step)
+      if (this.#cuda) return this.#cudaStepAsync(b);
       const args = this.#stepArgs(b);
       const r = await callNativeAsync((a) => a.metaStepAsync(args));
       this.#t++;
       return r;
     });
+  }
+
+  /** #cudaStep on a native worker thread (cudaLearnerStepAsync), inside the queue's slot. */
+  async #cudaStepAsync(b: NativeBatch): Promise<{ loss: number; gradNorm: number }> {
+    this.#cudaRunning = true;
+    try {
+      const r = await this.#cuda!.stepAsync(b, this.#t + 1, this.#weightsChanged ? this.#inner.weights : undefined);
+      this.#weightsChanged = false;
+      this.#stale = true;
+      this.#t++;
+      return r;
+    } finally {
+      this.#cudaRunning = false;
+    }
   }
 
   #enqueue<R>(fn: () => Promise<R>): Promise<R> {
@@ -437,6 +502,7 @@ export class MetaLearner {
     const where = 'MetaLearner.adaptAsync';
     let batch: NativeBatch, steps: number;
     try {
+      this.#checkAlive('adaptAsync');
       batch = this.#supportBatch(support, where);
       steps = this.#steps(options, where);
     } catch (err) {
@@ -549,6 +615,7 @@ export class MetaLearner {
     const where = 'MetaLearner.adaptBatchAsync';
     let b: NativeBatch, steps: number;
     try {
+      this.#checkAlive('adaptBatchAsync');
       b = checkBatch(batch, this.#m, 'float32', where, false);
       steps = this.#steps(options, where);
     } catch (err) {
@@ -586,6 +653,35 @@ export class MetaLearner {
       stepCount: this.#t,
       seed: this.seed,
     });
+  }
+
+  /**
+   * Frees the learner's memory now instead of at garbage collection: the parameters, rates and
+   * optimizer moments, on the GPU (device 'cuda') and in host memory. Afterwards every method
+   * and the `params` and `innerLr` getters throw MamlError('DISPOSED'); a second dispose()
+   * does nothing. While an asynchronous call is pending it throws BUSY (await it first);
+   * adaptAsync calls made earlier in the same turn are sent to native code first (they copy θ).
+   *
+   * @example
+   * const learner = new MetaLearner({ model, device: 'cuda' });
+   * try { for (const b of batches) learner.step(b); learner.save('m.safetensors'); } finally { learner.dispose(); }
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#checkIdle('dispose');
+    this.#flushAll();
+    this.#cuda?.dispose();
+    this.#cuda = null;
+    this.#disposed = true;
+    this.#state = new Float32Array(0);
+    this.#mom1 = new Float32Array(0);
+    this.#mom2 = new Float32Array(0);
+    this.#inner = { ...this.#inner, rates: new Float32Array(0) };
+  }
+
+  /** Whether dispose() was called. */
+  get disposed(): boolean {
+    return this.#disposed;
   }
 
   /**

@@ -82,6 +82,27 @@ export interface NativeAddon {
   };
   metaStep(o: NativeSpec & NativeInner & NativeOptim & NativeBatch & MetaStepState): { loss: number; gradNorm: number };
   metaStepAsync(o: NativeSpec & NativeInner & NativeOptim & NativeBatch & MetaStepState): Promise<{ loss: number; gradNorm: number }>;
+  /**
+   * metaStep with packed arguments (a few Node-API calls instead of ~40 property reads):
+   * numbers [PackedSlot.count] in PackedSlot order; ys / yq hold the labels for cross-entropy;
+   * the loss and the gradient norm are written into result [2].
+   */
+  metaStepPacked(
+    numbers: Float64Array,
+    layers: Int32Array,
+    weights: Float64Array,
+    rates: Real | undefined,
+    state: Real,
+    m: Real,
+    v: Real,
+    supportOffsets: Int32Array,
+    queryOffsets: Int32Array | undefined,
+    xs: Real,
+    ys: Real | Int32Array | undefined,
+    xq: Real | undefined,
+    yq: Real | Int32Array | undefined,
+    result: Float64Array,
+  ): void;
   adaptBatch(o: NativeSpec & NativeInner & NativeBatch & { params: Real; rates: Real }): Real;
   adaptBatchAsync(o: NativeSpec & NativeInner & NativeBatch & { params: Real; rates: Real }): Promise<Real>;
   setThreads(n: number): void;
@@ -102,6 +123,32 @@ export interface NativeAddon {
   fewshotLogits(
     o: NativeFewShotSpec & { params: Real; ways: number; ns: number; supportEmb: Real; supportLabels: Int32Array; x: Real; n: number },
   ): Real;
+}
+
+/** Slots of metaStepPacked's numbers: the order of native/binding/args.hpp's `slot` enum. */
+export enum PackedSlot {
+  algorithm,
+  steps,
+  activation,
+  loss,
+  optKind,
+  lr,
+  beta1,
+  beta2,
+  eps,
+  weightDecay,
+  momentum,
+  dampening,
+  nesterov,
+  clipNorm,
+  learnRates,
+  reference,
+  rateStepStride,
+  rateParamStride,
+  t,
+  tasks,
+  wantRateGrad,
+  count,
 }
 
 /** Learner state handed to metaStep: updated in place. */
@@ -167,6 +214,10 @@ export type CudaLearnerHandle = { readonly __brand: 'CudaLearnerHandle' };
 export interface CudaAddon extends NativeAddon {
   cudaLearnerCreate(o: NativeSpec & NativeInner & NativeOptim & { state: Float32Array; learnRates: boolean; rates?: Float32Array }): CudaLearnerHandle;
   cudaLearnerStep(h: CudaLearnerHandle, o: NativeBatch & { t: number; weights?: Float64Array }): { loss: number; gradNorm: number; memory: string };
+  /** The step on a worker thread (the batch copied first); the handle is busy until it settles. */
+  cudaLearnerStepAsync(h: CudaLearnerHandle, o: NativeBatch & { t: number; weights?: Float64Array }): Promise<{ loss: number; gradNorm: number; memory: string }>;
+  /** Frees the device state now; later calls throw DISPOSED; a second dispose does nothing. */
+  cudaLearnerDispose(h: CudaLearnerHandle): void;
   cudaLearnerGetState(h: CudaLearnerHandle): Float32Array;
   cudaLearnerSetState(h: CudaLearnerHandle, state: Float32Array): void;
   cudaLearnerAdapt(h: CudaLearnerHandle, o: NativeBatch & { steps: number; rates: Float32Array; rateStepStride: number; rateParamStride: number }): Float32Array;

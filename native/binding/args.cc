@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <new>
+#include <string>
 
 namespace maml::binding {
 
@@ -33,29 +34,33 @@ Napi::Object object_arg(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Object>();
 }
 
+Napi::Value get(const Napi::Object& o, const char* name) { return o.Get(name); }
+
 bool has(const Napi::Object& o, const char* key) {
-  if (!o.Has(key)) return false;
-  const Napi::Value v = o.Get(key);
+  const Napi::Value v = get(o, key);
   return !v.IsUndefined() && !v.IsNull();
 }
 
 double number(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
+  const Napi::Value v = get(o, key);
   MAML_CHECK(v.IsNumber(), InvalidArgument, std::string(key) + ": expected a number");
   return v.As<Napi::Number>().DoubleValue();
 }
 
-int64_t integer(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
-  const double d = number(o, key);
+int64_t integer_value(double d, const char* key, int64_t lo, int64_t hi) {
   MAML_CHECK(std::isfinite(d) && d == std::floor(d) && d >= static_cast<double>(lo) && d <= static_cast<double>(hi),
              InvalidArgument,
              std::string(key) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return static_cast<int64_t>(d);
 }
 
+int64_t integer(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
+  return integer_value(number(o, key), key, lo, hi);
+}
+
 bool boolean(const Napi::Object& o, const char* key, bool fallback) {
-  if (!has(o, key)) return fallback;
-  const Napi::Value v = o.Get(key);
+  const Napi::Value v = get(o, key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
   MAML_CHECK(v.IsBoolean(), InvalidArgument, std::string(key) + ": expected a boolean");
   return v.As<Napi::Boolean>().Value();
 }
@@ -77,8 +82,7 @@ static const char* kind_name(napi_typedarray_type t) {
 }
 
 template <class T>
-View<T> view(const Napi::Object& o, const char* key, int64_t expected) {
-  const Napi::Value v = o.Get(key);
+View<T> view_value(const Napi::Value& v, const char* key, int64_t expected) {
   MAML_CHECK(v.IsTypedArray(), InvalidArgument,
              std::string(key) + ": expected a " + kind_name(typed_kind<T>()));
   const Napi::TypedArray ta = v.As<Napi::TypedArray>();
@@ -93,12 +97,20 @@ View<T> view(const Napi::Object& o, const char* key, int64_t expected) {
   out.data = reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
   return out;
 }
+template View<float> view_value<float>(const Napi::Value&, const char*, int64_t);
+template View<double> view_value<double>(const Napi::Value&, const char*, int64_t);
+template View<int32_t> view_value<int32_t>(const Napi::Value&, const char*, int64_t);
+
+template <class T>
+View<T> view(const Napi::Object& o, const char* key, int64_t expected) {
+  return view_value<T>(get(o, key), key, expected);
+}
 template View<float> view<float>(const Napi::Object&, const char*, int64_t);
 template View<double> view<double>(const Napi::Object&, const char*, int64_t);
 template View<int32_t> view<int32_t>(const Napi::Object&, const char*, int64_t);
 
 bool is_float64(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
+  const Napi::Value v = get(o, key);
   MAML_CHECK(v.IsTypedArray(), InvalidArgument, std::string(key) + ": expected a Float32Array or Float64Array");
   const auto t = v.As<Napi::TypedArray>().TypedArrayType();
   MAML_CHECK(t == napi_float32_array || t == napi_float64_array, InvalidArgument,
@@ -106,97 +118,89 @@ bool is_float64(const Napi::Object& o, const char* key) {
   return t == napi_float64_array;
 }
 
-ModelSpec spec_arg(const Napi::Object& o) {
-  const View<int32_t> layers = view<int32_t>(o, "layers");
-  MAML_CHECK(layers.length >= 2 && layers.length <= 1024, InvalidArgument, "layers: expected 2 to 1024 widths");
-  std::vector<int64_t> dims(layers.data, layers.data + layers.length);
-  return make_spec(dims, static_cast<int>(integer(o, "activation", 0, 1)), static_cast<int>(integer(o, "loss", 0, 2)));
-}
+ModelSpec spec_arg(const Napi::Object& o) { return spec_of(ObjectArgs{o}); }
+MetaConfig meta_config_arg(const Napi::Object& o) { return meta_config_of(ObjectArgs{o}); }
+OptimConfig optim_config_arg(const Napi::Object& o) { return optim_config_of(ObjectArgs{o}); }
 
-MetaConfig meta_config_arg(const Napi::Object& o) {
-  MetaConfig c;
-  c.algo = static_cast<Algorithm>(integer(o, "algorithm", 0, 4));
-  c.steps = static_cast<int>(integer(o, "steps", 0, 100000));
-  const View<double> w = view<double>(o, "weights", c.steps + 1);
-  c.weights.assign(w.data, w.data + w.length);
-  for (double x : c.weights) MAML_CHECK(std::isfinite(x), NonFinite, "weights: expected finite step weights");
-  c.want_rate_grad = boolean(o, "wantRateGrad", false) && c.second_order();
-  return c;
-}
-
-OptimConfig optim_config_arg(const Napi::Object& o) {
-  OptimConfig c;
-  c.kind = static_cast<int>(integer(o, "optKind", 0, 1));
-  c.lr = number(o, "lr");
-  c.beta1 = number(o, "beta1");
-  c.beta2 = number(o, "beta2");
-  c.eps = number(o, "eps");
-  c.weight_decay = number(o, "weightDecay");
-  c.momentum = number(o, "momentum");
-  c.dampening = number(o, "dampening");
-  c.nesterov = boolean(o, "nesterov", false);
-  c.clip_norm = number(o, "clipNorm");
-  return c;
-}
-
-std::vector<int64_t> offsets_arg(const Napi::Object& o, const char* key, int64_t tasks) {
-  const View<int32_t> v = view<int32_t>(o, key, tasks + 1);
-  std::vector<int64_t> off(v.data, v.data + v.length);
+std::vector<int64_t> offsets_value(const Napi::Value& v, const char* key, int64_t tasks) {
+  const View<int32_t> o = view_value<int32_t>(v, key, tasks + 1);
+  std::vector<int64_t> off(o.data, o.data + o.length);
   MAML_CHECK(off[0] == 0, InvalidArgument, std::string(key) + ": offsets must start at 0");
   for (int64_t t = 0; t < tasks; ++t)
     MAML_CHECK(off[t + 1] >= off[t], InvalidArgument, std::string(key) + ": offsets must not decrease");
   return off;
 }
 
+std::vector<int64_t> offsets_arg(const Napi::Object& o, const char* key, int64_t tasks) {
+  return offsets_value(get(o, key), key, tasks);
+}
+
+// Targets of `rows` rows: class labels (Int32Array, checked) for cross-entropy, else values.
 template <class T>
-static void targets_arg(const Napi::Object& o, const char* key, const char* label_key, const ModelSpec& s,
-                        int64_t rows, Targets<T>& out) {
+static void targets_value(const Napi::Value& v, const char* key, const ModelSpec& s, int64_t rows, Targets<T>& out) {
   if (s.loss == Loss::CrossEntropy) {
-    const View<int32_t> y = view<int32_t>(o, label_key, rows);
+    const View<int32_t> y = view_value<int32_t>(v, key, rows);
     for (int64_t i = 0; i < rows; ++i)
       MAML_CHECK(y.data[i] >= 0 && y.data[i] < s.out_dim(), InvalidArgument,
-                 std::string(label_key) + ": labels must lie in [0, " + std::to_string(s.out_dim()) + ")");
+                 std::string(key) + ": labels must lie in [0, " + std::to_string(s.out_dim()) + ")");
     out.labels = y.data;
   } else {
-    out.y = view<T>(o, key, checked_mul(rows, s.out_dim(), key)).data;
+    out.y = view_value<T>(v, key, checked_mul(rows, s.out_dim(), key)).data;
   }
 }
 
 template <class T>
-void batch_arg(const Napi::Object& o, const ModelSpec& s, bool need_query, BatchArgs<T>& out) {
-  const int64_t B = integer(o, "tasks", 1, INT64_C(1) << 31);
-  out.s_off = offsets_arg(o, "supportOffsets", B);
-  out.data.tasks = B;
+void batch_values(const ModelSpec& s, int64_t tasks, const BatchValues& v, bool need_query, BatchArgs<T>& out) {
+  MAML_CHECK(tasks >= 1 && tasks <= (INT64_C(1) << 31), InvalidArgument, "tasks: expected an integer in [1, 2^31]");
+  const bool ce = s.loss == Loss::CrossEntropy;
+  out.s_off = offsets_value(v.s_off, "supportOffsets", tasks);
+  out.data.tasks = tasks;
   out.data.s_off = out.s_off.data();
-  const int64_t rs = out.s_off[B];
-  out.data.xs = view<T>(o, "xs", checked_mul(rs, s.in_dim(), "xs")).data;
-  targets_arg<T>(o, "ys", "ysLabels", s, rs, out.data.ys);
+  const int64_t rs = out.s_off[tasks];
+  out.data.xs = view_value<T>(v.xs, "xs", checked_mul(rs, s.in_dim(), "xs")).data;
+  targets_value<T>(v.ys, ce ? "ysLabels" : "ys", s, rs, out.data.ys);
   if (need_query) {
-    out.q_off = offsets_arg(o, "queryOffsets", B);
-    const int64_t rq = out.q_off[B];
-    out.data.xq = view<T>(o, "xq", checked_mul(rq, s.in_dim(), "xq")).data;
-    targets_arg<T>(o, "yq", "yqLabels", s, rq, out.data.yq);
+    out.q_off = offsets_value(v.q_off, "queryOffsets", tasks);
+    const int64_t rq = out.q_off[tasks];
+    out.data.xq = view_value<T>(v.xq, "xq", checked_mul(rq, s.in_dim(), "xq")).data;
+    targets_value<T>(v.yq, ce ? "yqLabels" : "yq", s, rq, out.data.yq);
   } else {
-    out.q_off.assign(static_cast<size_t>(B + 1), 0);
+    out.q_off.assign(static_cast<size_t>(tasks + 1), 0);
   }
   out.data.q_off = out.q_off.data();
+}
+template void batch_values<float>(const ModelSpec&, int64_t, const BatchValues&, bool, BatchArgs<float>&);
+template void batch_values<double>(const ModelSpec&, int64_t, const BatchValues&, bool, BatchArgs<double>&);
+
+template <class T>
+void batch_arg(const Napi::Object& o, const ModelSpec& s, bool need_query, BatchArgs<T>& out) {
+  batch_of<T>(ObjectArgs{o}, s, need_query, out);
 }
 template void batch_arg<float>(const Napi::Object&, const ModelSpec&, bool, BatchArgs<float>&);
 template void batch_arg<double>(const Napi::Object&, const ModelSpec&, bool, BatchArgs<double>&);
 
 template <class T>
-Rates<T> rates_arg(const Napi::Object& o, const T* data, int64_t length, int steps, int64_t P) {
+Rates<T> rates_checked(const T* data, int64_t length, int64_t step_stride, int64_t param_stride, int steps, int64_t P) {
+  MAML_CHECK(step_stride >= 0 && step_stride <= (INT64_C(1) << 40) && (param_stride == 0 || param_stride == 1),
+             InvalidArgument, "rates: step stride in [0, 2^40] and parameter stride 0 or 1 expected");
   Rates<T> r;
   r.data = data;
   r.length = length;
-  r.step_stride = integer(o, "rateStepStride", 0, INT64_C(1) << 40);
-  r.param_stride = integer(o, "rateParamStride", 0, 1);
+  r.step_stride = step_stride;
+  r.param_stride = param_stride;
   // the largest index used must lie inside the array
   const int64_t last = (steps > 0 ? (steps - 1) : 0) * r.step_stride + (P - 1) * r.param_stride;
   MAML_CHECK(length >= 1 && last < length, ShapeMismatch,
              "rates: " + std::to_string(length) + " entries do not cover " + std::to_string(steps) +
                  " steps of " + std::to_string(P) + " parameters");
   return r;
+}
+template Rates<float> rates_checked<float>(const float*, int64_t, int64_t, int64_t, int, int64_t);
+template Rates<double> rates_checked<double>(const double*, int64_t, int64_t, int64_t, int, int64_t);
+
+template <class T>
+Rates<T> rates_arg(const Napi::Object& o, const T* data, int64_t length, int steps, int64_t P) {
+  return rates_of<T>(ObjectArgs{o}, data, length, steps, P);
 }
 template Rates<float> rates_arg<float>(const Napi::Object&, const float*, int64_t, int, int64_t);
 template Rates<double> rates_arg<double>(const Napi::Object&, const double*, int64_t, int, int64_t);

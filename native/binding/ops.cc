@@ -180,55 +180,51 @@ struct StepJob {
   T* v = nullptr;
   int64_t t = 1;
   bool learn_rates = false;
-  std::vector<T> fixed_rates;
-  int64_t step_stride = 0, param_stride = 0;
+  std::vector<T> fixed_rates;  // async: a copy of the fixed rates
+  Rates<T> rates;
   OwnedBatch<T> batch;
   bool reference = false;
   double loss = 0, grad_norm = 0;
 
-  void parse(const Napi::Object& o, const ModelSpec& s) {
+  // From an options object (ObjectArgs) or the packed form (PackedArgs, args.hpp). The fixed
+  // rates are copied only when the job outlives the call (async): otherwise they are read in place.
+  template <class A>
+  void parse(const A& a, const ModelSpec& s, bool copy_rates) {
     spec = s;
-    cfg = meta_config_arg(o);
-    opt = optim_config_arg(o);
-    learn_rates = boolean(o, "learnRates", false);
-    reference = boolean(o, "reference", false);
+    cfg = meta_config_of(a);
+    opt = optim_config_of(a);
+    learn_rates = a.flag("learnRates", slot::learnRates, false);
+    reference = a.flag("reference", slot::reference, false);
     cfg.want_rate_grad = learn_rates && cfg.second_order();
-    const View<T> st = view<T>(o, "state");
+    const View<T> st = view_value<T>(a.val("state", pos::state), "state");
     state = st.data;
     state_len = st.length;
     MAML_CHECK(state_len >= s.n_params, ShapeMismatch, "state: shorter than the parameter vector");
-    m = view<T>(o, "m", state_len).data;
-    v = view<T>(o, "v", state_len).data;
-    t = integer(o, "t", 1, INT64_C(1) << 52);
+    m = view_value<T>(a.val("m", pos::m), "m", state_len).data;
+    v = view_value<T>(a.val("v", pos::v), "v", state_len).data;
+    t = int_of(a, "t", slot::t, 1, INT64_C(1) << 52);
     const int64_t P = s.n_params;
     Rates<T> r;
     if (learn_rates) {
       MAML_CHECK(state_len > P, ShapeMismatch, "state: learned rates missing after the parameters");
-      r = rates_arg<T>(o, state + P, state_len - P, cfg.steps, P);
+      r = rates_of<T>(a, state + P, state_len - P, cfg.steps, P);
     } else {
       MAML_CHECK(state_len == P, ShapeMismatch, "state: expected exactly the parameters when rates are fixed");
-      const View<T> rv = view<T>(o, "rates");
-      r = rates_arg<T>(o, rv.data, rv.length, cfg.steps, P);
-      fixed_rates.assign(rv.data, rv.data + rv.length);
+      const View<T> rv = view_value<T>(a.val("rates", pos::rates), "rates");
+      r = rates_of<T>(a, rv.data, rv.length, cfg.steps, P);
+      if (copy_rates) {
+        fixed_rates.assign(rv.data, rv.data + rv.length);
+        r.data = fixed_rates.data();
+      }
     }
-    step_stride = r.step_stride;
-    param_stride = r.param_stride;
-    batch_arg<T>(o, s, cfg.algo != Algorithm::Reptile || has(o, "queryOffsets"), batch.args);
+    rates = r;
+    batch_of<T>(a, s, cfg.algo != Algorithm::Reptile || a.present("queryOffsets", pos::queryOffsets), batch.args);
   }
 
   void run() {
     const int64_t P = spec.n_params;
-    Rates<T> rates;
-    rates.step_stride = step_stride;
-    rates.param_stride = param_stride;
-    if (learn_rates) {
-      rates.data = state + P;
-      rates.length = state_len - P;
-    } else {
-      rates.data = fixed_rates.data();
-      rates.length = static_cast<int64_t>(fixed_rates.size());
-    }
-    std::vector<T> grad(static_cast<size_t>(state_len), T(0));
+    static thread_local std::vector<T> grad;  // [P + R], reused by this thread's steps
+    grad.assign(static_cast<size_t>(state_len), T(0));
     loss = meta_batch(reference, spec, cfg, state, rates, batch.args.data, grad.data(), grad.data() + P);
     const bool fast = std::is_same_v<T, float> && !reference;  // the fast path's vectorized optimizer
     grad_norm = fast ? clip_norm_any(grad.data(), state_len, opt.clip_norm)
@@ -288,7 +284,7 @@ struct AdaptJob {
 template <class T>
 Napi::Value meta_step_t(const Napi::Env& env, const Napi::Object& o, const ModelSpec& s, bool async) {
   auto job = std::make_unique<StepJob<T>>();
-  job->parse(o, s);
+  job->parse(ObjectArgs{o}, s, async);
   if (!async) {
     job->run();
     return job->result(env);
@@ -296,6 +292,19 @@ Napi::Value meta_step_t(const Napi::Env& env, const Napi::Object& o, const Model
   job->batch.own(s);
   return JobWorker<StepJob<T>>::start(env, std::move(job), o,
                                       [](const Napi::Env& e, StepJob<T>& j, const Napi::Object&) { return j.result(e); });
+}
+
+// The packed form (args.hpp): loss and gradient norm are written into the Float64Array
+// result [2]; nothing is allocated for the caller.
+template <class T>
+Napi::Value meta_step_packed_t(const Napi::Env& env, const PackedArgs& a, const ModelSpec& s) {
+  const View<double> out = view_value<double>(a.val("result", pos::result), "result", 2);
+  StepJob<T> job;
+  job.parse(a, s, false);
+  job.run();
+  out.data[0] = job.loss;
+  out.data[1] = job.grad_norm;
+  return env.Undefined();
 }
 
 template <class T>
@@ -335,6 +344,16 @@ Napi::Value MetaGradient(const Napi::CallbackInfo& info) {
   return guard(info.Env(), MAML_DISPATCH(meta_gradient_t));
 }
 Napi::Value MetaStep(const Napi::CallbackInfo& info) { return guard(info.Env(), MAML_DISPATCH(meta_step_t, false)); }
+Napi::Value MetaStepPacked(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const View<double> nums = view_value<double>(info[pos::numbers], "numbers", slot::count);
+    const PackedArgs a{nums.data, &info};
+    const ModelSpec s = spec_of(a);
+    const Napi::Value st = info[pos::state];
+    const bool f64 = st.IsTypedArray() && st.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
+    return f64 ? meta_step_packed_t<double>(info.Env(), a, s) : meta_step_packed_t<float>(info.Env(), a, s);
+  });
+}
 Napi::Value MetaStepAsync(const Napi::CallbackInfo& info) {
   return guard(info.Env(), MAML_DISPATCH(meta_step_t, true));
 }

@@ -9,6 +9,8 @@ Napi::Value Hvp(const Napi::CallbackInfo& info);
 Napi::Value MetaGradient(const Napi::CallbackInfo& info);
 Napi::Value MetaStep(const Napi::CallbackInfo& info);
 Napi::Value MetaStepAsync(const Napi::CallbackInfo& info);
+// metaStep with packed arguments (args.hpp: numbers, layers, weights, rates, state, m, v, offsets, batch, result).
+Napi::Value MetaStepPacked(const Napi::CallbackInfo& info);
 Napi::Value AdaptBatch(const Napi::CallbackInfo& info);
 Napi::Value AdaptBatchAsync(const Napi::CallbackInfo& info);
 Napi::Value SetThreads(const Napi::CallbackInfo& info);

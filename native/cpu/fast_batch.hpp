@@ -94,6 +94,8 @@ class ReductionTree {
 
 // dst[i] += src[i], i < n: the caller passes a version compiled for its instruction set.
 using AddFn = void (*)(float* dst, const float* src, int64_t n);
+// dst[i] = src[i] / b, i < n (the mean, divided as in core: x / B, not x * (1 / B)); likewise.
+using DivFn = void (*)(float* dst, const float* src, float b, int64_t n);
 
 // A leaf of the reduction tree: tasks [begin, begin + count), summed by one job, either one
 // task after the other (lanes = false) or all at once in the lanes of a vector (lanes.hpp).
@@ -107,7 +109,7 @@ struct Leaf {
 template <class LeafFn>
 double fast_batch_leaves(const ModelSpec& s, const MetaConfig& cfg, const Rates<float>& rates, int64_t B,
                          const std::vector<Leaf>& leaves, float* grad, float* rate_grad, AddFn add_into,
-                         const LeafFn& leaf_fn) {
+                         DivFn divide, const LeafFn& leaf_fn) {
   const int64_t P = s.n_params;
   const int64_t R = cfg.want_rate_grad ? rates.length : 0;
   const int64_t slot = P + R;
@@ -121,7 +123,9 @@ double fast_batch_leaves(const ModelSpec& s, const MetaConfig& cfg, const Rates<
   std::vector<float> once;
   std::vector<float>& sums = n_sums * sizeof(float) <= (size_t(16) << 20) ? kept : once;
   sums.resize(n_sums);
-  std::vector<double> losses(static_cast<size_t>(groups));
+  static thread_local std::vector<double> losses_kept;
+  std::vector<double>& losses = losses_kept;  // (likewise)
+  losses.resize(static_cast<size_t>(groups));
   tree.reset(groups);
 
   parallel_for(groups, [&](int64_t g, int) {
@@ -132,10 +136,10 @@ double fast_batch_leaves(const ModelSpec& s, const MetaConfig& cfg, const Rates<
     tree.finish(g, buf, [&](int64_t dst, int64_t src) { add_into(sums.data() + dst * slot, sums.data() + src * slot, slot); });
   });
 
-  const float* sum = sums.data() + tree.root() * slot;  // the tree's root; divided as in core (x / B, not x * (1 / B))
+  const float* sum = sums.data() + tree.root() * slot;  // the tree's root
   const float b = static_cast<float>(static_cast<double>(B));
-  for (int64_t i = 0; i < P; ++i) grad[i] = sum[i] / b;
-  for (int64_t i = 0; i < R; ++i) rate_grad[i] = sum[P + i] / b;
+  divide(grad, sum, b, P);
+  divide(rate_grad, sum + P, b, R);
   double loss = 0.0;
   for (int64_t g = 0; g < groups; ++g) loss += losses[static_cast<size_t>(g)];
   return loss / static_cast<double>(B);
@@ -168,10 +172,10 @@ double sum_tasks(const ModelSpec& s, const BatchData<float>& batch, const Leaf& 
 template <class TaskFn>
 double fast_batch_with(const ModelSpec& s, const MetaConfig& cfg, const Rates<float>& rates,
                        const BatchData<float>& batch, float* grad, float* rate_grad, AddFn add_into,
-                       const TaskFn& task_fn) {
+                       DivFn divide, const TaskFn& task_fn) {
   MAML_CHECK(batch.tasks >= 1, InvalidArgument, "a meta-batch needs at least one task");
   const int64_t slot = s.n_params + (cfg.want_rate_grad ? rates.length : 0);
-  return fast_batch_leaves(s, cfg, rates, batch.tasks, task_leaves(batch.tasks, slot), grad, rate_grad, add_into,
+  return fast_batch_leaves(s, cfg, rates, batch.tasks, task_leaves(batch.tasks, slot), grad, rate_grad, add_into, divide,
                            [&](const Leaf& leaf, float* out, float* rate_out) {
                              return sum_tasks(s, batch, leaf, out, rate_out, add_into, task_fn);
                            });

@@ -135,6 +135,16 @@ __attribute__((noinline)) MAML_TARGET("arch=x86-64-v3") void add_v3(float* __res
 __attribute__((noinline)) void add_base(float* __restrict d, const float* __restrict a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] += a[i];
 }
+// dst = src / b, for the batch driver's mean.
+__attribute__((noinline)) MAML_TARGET("arch=x86-64-v4") void div_v4(float* __restrict d, const float* __restrict a, float b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = a[i] / b;
+}
+__attribute__((noinline)) MAML_TARGET("arch=x86-64-v3") void div_v3(float* __restrict d, const float* __restrict a, float b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = a[i] / b;
+}
+__attribute__((noinline)) void div_base(float* __restrict d, const float* __restrict a, float b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = a[i] / b;
+}
 
 // 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2 + FMA), 1 = baseline. MAML_CPU_LEVEL=1|3|4 caps it.
 int fast_level() {
@@ -228,6 +238,7 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
   const float* th = theta_f.data();
   const int level = fast_level();
   const AddFn add = level == 4 ? add_v4 : level == 3 ? add_v3 : add_base;
+  const DivFn divide = level == 4 ? div_v4 : level == 3 ? div_v3 : div_base;
   const auto task_fn = [&](const TaskData<float>& d, float* g, float* rg) {
     if (level == 4) {
       static thread_local Work<Kernels512> w;
@@ -243,13 +254,13 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
   double loss;
   if (lanes_allowed(cfg, fs)) {
     loss = fast_batch_leaves(fs, cfg, fr.rates, batch.tasks, lane_leaves(batch, fs.n_params), grad_f.data(),
-                             rate_grad_f.data(), add, [&](const Leaf& leaf, float* out, float* rate_out) {
+                             rate_grad_f.data(), add, divide, [&](const Leaf& leaf, float* out, float* rate_out) {
                                if (!leaf.lanes) return sum_tasks(fs, batch, leaf, out, rate_out, add, task_fn);
                                static thread_local LaneWork<vf16> w;
                                return lanes_v4(f, s, cfg, th, fr.rates, batch, leaf.begin, static_cast<int>(leaf.count), w, out);
                              });
   } else {
-    loss = fast_batch_with(fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), add, task_fn);
+    loss = fast_batch_with(fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), add, divide, task_fn);
   }
   f.from_fast(s, grad_f.data(), grad);
   if (cfg.want_rate_grad) {
