@@ -53,6 +53,28 @@ export class CudaBackend {
     return { loss: r.loss, gradNorm: r.gradNorm };
   }
 
+  /**
+   * step() on a worker thread: the batch is copied before this returns, the device step runs
+   * off the event loop. The caller keeps calls in order (MetaLearner's SerialQueue); until the
+   * promise settles, every other call on this backend throws BUSY.
+   */
+  async stepAsync(batch: NativeBatch, t: number, weights?: Float64Array): Promise<{ loss: number; gradNorm: number }> {
+    const stack = new Error().stack;
+    let r: { loss: number; gradNorm: number; memory: string };
+    try {
+      r = await this.#addon.cudaLearnerStepAsync(this.#handle, { ...batch, t, ...(weights ? { weights } : {}) });
+    } catch (err) {
+      throw fromNative(err, stack);
+    }
+    this.memory = r.memory;
+    return { loss: r.loss, gradNorm: r.gradNorm };
+  }
+
+  /** Frees the device memory now (not at garbage collection); a second call does nothing. */
+  dispose(): void {
+    call(() => this.#addon.cudaLearnerDispose(this.#handle));
+  }
+
   /** A copy of the device state [P + R]. */
   pull(): Float32Array {
     return call(() => this.#addon.cudaLearnerGetState(this.#handle));

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'CORRUPT_FILE' // a checkpoint or data file that cannot be parsed
   | 'IO_ERROR' // the file system refused a read or a write
   | 'BUSY' // a learner is already running an asynchronous operation
+  | 'DISPOSED' // a learner (or its GPU state) was freed by dispose(); create or load a new one
   | 'NO_DEVICE' // the requested device is not available
   | 'CUDA_ERROR' // the CUDA runtime reported an error
   | 'UNSUPPORTED' // a valid request this build or backend cannot serve
@@ -30,6 +31,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'CORRUPT_FILE',
   'IO_ERROR',
   'BUSY',
+  'DISPOSED',
   'NO_DEVICE',
   'CUDA_ERROR',
   'UNSUPPORTED',

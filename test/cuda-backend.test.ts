@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MetaLearner, sinusoid, type Algorithm, type ModelSpec } from '../src/index.js';
+import { MamlError, MetaLearner, sinusoid, type Algorithm, type ErrorCode, type ModelSpec } from '../src/index.js';
 import { _resetLoaderForTests, backendInfo, resolveDevice } from '../src/loader.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -31,6 +31,21 @@ afterAll(() => {
 });
 
 const SINE: ModelSpec = { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' };
+
+function codeOf(fn: () => unknown): ErrorCode | undefined {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(MamlError);
+    return (err as MamlError).code;
+  }
+  return undefined;
+}
+async function rejection(p: Promise<unknown>): Promise<MamlError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(MamlError);
+  return err as MamlError;
+}
 
 describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
   it("'auto' and 'cuda' pick the device; backendInfo reports no error", () => {
@@ -127,5 +142,81 @@ describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
     expect(back.device).toBe('cuda');
     expect(back.params).toEqual(gpu.params);
     expect(back.stepCount).toBe(1);
+  });
+
+  it('stepAsync runs through the asynchronous native entry, in call order, and equals step', async () => {
+    const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 2, seed: 11 };
+    const gpu = new MetaLearner({ ...o, device: 'cuda' });
+    const cpu = new MetaLearner({ ...o, device: 'cpu' });
+    const tasks = sinusoid({ shots: 5, queries: 5, seed: 12 });
+    const batches = [tasks.sample(3), tasks.sample(4), tasks.sample(2)];
+    gpu.stepWeights = cpu.stepWeights = [0.2, 0.3, 0.5];
+    const [sync, async, weights] = [calls.step!, calls.stepAsync!, calls.weights!];
+    const pending = batches.map((b) => gpu.stepAsync(b)); // three calls queued in one turn
+    const original = batches[0]!.xs.slice();
+    batches[0]!.xs.fill(9); // the batch was copied when stepAsync was called
+    const got = await Promise.all(pending);
+    batches[0]!.xs.set(original);
+    expect(got).toEqual(batches.map((b) => cpu.step(b)));
+    expect(calls.stepAsync! - async).toBe(3);
+    expect(calls.step).toBe(sync);
+    expect(calls.weights! - weights).toBe(1); // new weights sent once, with the first step
+    expect(gpu.stepCount).toBe(3);
+    expect(gpu.params).toEqual(cpu.params);
+  });
+
+  it('while a CUDA stepAsync runs, state reads and synchronous calls throw BUSY; afterwards all work', async () => {
+    const gpu = new MetaLearner({ model: SINE, algorithm: 'meta-sgd', seed: 13, device: 'cuda' });
+    const b = sinusoid({ shots: 5, queries: 5, seed: 14 }).sample(3);
+    const pending = gpu.stepAsync(b);
+    await Promise.resolve(); // the queued step starts in a microtask
+    expect(codeOf(() => gpu.params)).toBe('BUSY');
+    expect(codeOf(() => gpu.innerLr)).toBe('BUSY');
+    expect(codeOf(() => gpu.step(b))).toBe('BUSY');
+    expect(codeOf(() => gpu.dispose())).toBe('BUSY');
+    const adapted = gpu.adaptAsync({ x: b.xs.subarray(0, 5), y: b.ys.subarray(0, 5) }); // queued behind the step
+    expect(Number.isFinite((await pending).loss)).toBe(true);
+    expect((await adapted).params).toEqual(gpu.adapt({ x: b.xs.subarray(0, 5), y: b.ys.subarray(0, 5) }).params);
+    expect(gpu.stepCount).toBe(1);
+  });
+
+  it('a failing CUDA stepAsync rejects with the MamlError code and leaves the learner usable', async () => {
+    const gpu = new MetaLearner({ model: SINE, innerLr: 1e30, seed: 15, device: 'cuda' });
+    const b = sinusoid({ shots: 5, queries: 5, seed: 16 }).sample(3);
+    const before = gpu.params;
+    const err = await rejection(gpu.stepAsync(b));
+    expect(err.code).toBe('NON_FINITE');
+    expect(gpu.stepCount).toBe(0);
+    expect(gpu.params).toEqual(before);
+    expect((await rejection(gpu.stepAsync({ ...b, ys: new Float32Array(1) }))).code).toBe('SHAPE_MISMATCH');
+    const ok = new MetaLearner({ model: SINE, seed: 15, device: 'cuda' });
+    expect(Number.isFinite((await ok.stepAsync(b)).loss)).toBe(true);
+  });
+
+  it('dispose frees the device state at once; later calls throw DISPOSED; a second dispose does nothing', async () => {
+    const gpu = new MetaLearner({ model: SINE, seed: 17, device: 'cuda' });
+    const b = sinusoid({ shots: 5, queries: 5, seed: 18 }).sample(3);
+    gpu.step(b);
+    const freed = calls.dispose!;
+    gpu.dispose();
+    expect(calls.dispose).toBe(freed + 1);
+    expect(gpu.disposed).toBe(true);
+    expect(codeOf(() => gpu.params)).toBe('DISPOSED');
+    expect(codeOf(() => gpu.step(b))).toBe('DISPOSED');
+    expect(codeOf(() => gpu.adapt({ x: b.xs.subarray(0, 5), y: b.ys.subarray(0, 5) }))).toBe('DISPOSED');
+    expect((await rejection(gpu.stepAsync(b))).code).toBe('DISPOSED');
+    expect((await rejection(gpu.adaptAsync({ x: b.xs.subarray(0, 5), y: b.ys.subarray(0, 5) }))).code).toBe('DISPOSED');
+    gpu.dispose();
+    expect(calls.dispose).toBe(freed + 1);
+  });
+
+  it('dispose waits for nothing: refused with BUSY while a stepAsync is pending, accepted after it', async () => {
+    const gpu = new MetaLearner({ model: SINE, seed: 19, device: 'cuda' });
+    const pending = gpu.stepAsync(sinusoid({ shots: 5, queries: 5, seed: 20 }).sample(3));
+    expect(codeOf(() => gpu.dispose())).toBe('BUSY');
+    expect(gpu.disposed).toBe(false);
+    expect(Number.isFinite((await pending).loss)).toBe(true);
+    gpu.dispose();
+    expect(gpu.disposed).toBe(true);
   });
 });

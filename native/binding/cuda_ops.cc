@@ -1,31 +1,56 @@
 // cuda_ops.cc: Node-API glue of the CUDA learner (native/cuda/cuda_learner.hpp). Compiled by
 // both builds, but empty unless MAML_WITH_CUDA (the CUDA-enabled binary, CMakeLists.txt).
 //
-// A learner is an External handle that owns a CudaLearner (freed by the garbage collector's
-// finalizer). Arguments come checked from TypeScript (src/backend-cuda.ts); this layer
-// re-checks array kinds, lengths and offsets (args.hpp), as ops.cc does. float32 only.
+// A learner is an External handle that owns a CudaLearner, freed by cudaLearnerDispose or else
+// by the garbage collector's finalizer. Arguments come checked from TypeScript
+// (src/backend-cuda.ts); this layer re-checks array kinds, lengths and offsets (args.hpp), as
+// ops.cc does. float32 only.
+//
+// cudaLearnerStepAsync copies the batch into a baton on the main thread and runs the step on
+// the JobWorker's thread (promise_worker.hpp). While it runs the learner is busy: every other
+// entry on the same handle throws BUSY (TypeScript's SerialQueue never lets that happen; this
+// is the memory-safety re-check). The baton shares ownership of the device state, so neither
+// dispose nor the garbage collector can free it under a running step.
 #ifdef MAML_WITH_CUDA
 #include "cuda_ops.hpp"
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
 #include "args.hpp"
 #include "cuda/cuda_learner.hpp"
+#include "promise_worker.hpp"
 
 namespace maml::binding {
 namespace {
 
+// The device side of a handle: shared by the handle and a running asynchronous step.
+struct DeviceLearner {
+  std::unique_ptr<cuda::CudaLearner> learner;
+  std::atomic<bool> busy{false};  // an asynchronous step is running on a worker thread
+};
+
 struct LearnerHandle {
   ModelSpec spec;
   MetaConfig cfg;
-  std::unique_ptr<cuda::CudaLearner> learner;
+  std::shared_ptr<DeviceLearner> dev = std::make_shared<DeviceLearner>();
+  cuda::CudaLearner* operator->() const { return dev->learner.get(); }
 };
 
-LearnerHandle& handle_arg(const Napi::CallbackInfo& info) {
+LearnerHandle* raw_handle(const Napi::CallbackInfo& info) {
   MAML_CHECK(info.Length() >= 1 && info[0].IsExternal(), InvalidArgument, "expected a CUDA learner handle");
   LearnerHandle* h = info[0].As<Napi::External<LearnerHandle>>().Data();
-  MAML_CHECK(h && h->learner, InvalidArgument, "the CUDA learner handle is empty");
+  MAML_CHECK(h && h->dev, InvalidArgument, "the CUDA learner handle is empty");
+  return h;
+}
+
+// A handle that can be used now: not disposed, no asynchronous step running.
+LearnerHandle& handle_arg(const Napi::CallbackInfo& info) {
+  LearnerHandle* h = raw_handle(info);
+  MAML_CHECK(h->dev->learner, Disposed, "the CUDA learner was disposed");
+  MAML_CHECK(!h->dev->busy.load(std::memory_order_acquire), Busy,
+             "the CUDA learner is running an asynchronous step; await it first");
   return *h;
 }
 
@@ -84,37 +109,129 @@ Napi::Value CudaLearnerCreate(const Napi::CallbackInfo& info) {
     const View<float> fixed = learn ? View<float>{} : view<float>(o, "rates");
     const cuda::LearnerConfig c = learner_config(o, h->spec, st.data, st.length, learn, fixed, optim_config_arg(o));
     h->cfg = c.cfg;
-    h->learner = std::make_unique<cuda::CudaLearner>(c);
+    h->dev->learner = std::make_unique<cuda::CudaLearner>(c);
     return Napi::External<LearnerHandle>::New(info.Env(), h.release(),
                                               [](Napi::Env, LearnerHandle* p) { delete p; });
   });
 }
 
+// One step's arguments. For the asynchronous entry the batch is copied into the baton (own());
+// the synchronous one reads the JavaScript arrays in place.
+struct StepJob {
+  std::shared_ptr<DeviceLearner> dev;
+  BatchArgs<float> b;
+  int64_t t = 1;
+  bool new_weights = false;
+  std::vector<double> weights;
+  std::vector<float> xs, ys, xq, yq;
+  std::vector<int32_t> ys_lab, yq_lab;
+  cuda::StepResult r;
+  const char* memory = "none";
+
+  void parse(const LearnerHandle& h, const Napi::Object& o) {
+    dev = h.dev;
+    batch_arg<float>(o, h.spec, h.cfg.algo != Algorithm::Reptile || has(o, "queryOffsets"), b);
+    t = integer(o, "t", 1, INT64_C(1) << 52);
+    new_weights = has(o, "weights");  // sent when the multi-step loss weights changed
+    if (new_weights) {
+      const View<double> w = view<double>(o, "weights", h.cfg.steps + 1);
+      weights.assign(w.data, w.data + w.length);
+    }
+  }
+
+  // Copies the arrays b points to (lengths checked by batch_arg) and points b at the copies.
+  void own(const ModelSpec& s) {
+    BatchData<float>& d = b.data;
+    const int64_t rs = b.s_off.back(), rq = b.q_off.back(), d0 = s.in_dim(), dL = s.out_dim();
+    const auto copy = [](auto& into, const auto* from, int64_t n) {
+      if (!from) return static_cast<decltype(from)>(nullptr);
+      into.assign(from, from + n);
+      return static_cast<decltype(from)>(into.data());
+    };
+    d.xs = copy(xs, d.xs, rs * d0);
+    d.ys.y = copy(ys, d.ys.y, rs * dL);
+    d.ys.labels = copy(ys_lab, d.ys.labels, rs);
+    d.xq = copy(xq, d.xq, rq * d0);
+    d.yq.y = copy(yq, d.yq.y, rq * dL);
+    d.yq.labels = copy(yq_lab, d.yq.labels, rq);
+  }
+
+  void run() {
+    cuda::CudaLearner& l = *dev->learner;
+    if (new_weights) l.set_weights(weights);
+    r = l.step(host_batch(b), t);
+    memory = l.last_memory();
+  }
+
+  Napi::Value result(const Napi::Env& env) const {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("loss", Napi::Number::New(env, r.loss));
+    out.Set("gradNorm", Napi::Number::New(env, r.grad_norm));
+    out.Set("memory", Napi::String::New(env, memory));
+    return out;
+  }
+};
+
+// Runs StepJob::run on the JobWorker's thread and clears the learner's busy flag when it ends,
+// also when it throws (the JobWorker turns the exception into the promise's rejection).
+struct AsyncStepJob {
+  StepJob job;
+  void run() {
+    struct Idle {
+      DeviceLearner& d;
+      ~Idle() { d.busy.store(false, std::memory_order_release); }
+    } idle{*job.dev};
+    job.run();
+  }
+};
+
 Napi::Value CudaLearnerStep(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     LearnerHandle& h = handle_arg(info);
+    StepJob job;
+    job.parse(h, object_arg(info, 1));
+    job.run();
+    return job.result(info.Env());
+  });
+}
+
+Napi::Value CudaLearnerStepAsync(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    LearnerHandle& h = handle_arg(info);
     const Napi::Object o = object_arg(info, 1);
-    BatchArgs<float> b;
-    batch_arg<float>(o, h.spec, h.cfg.algo != Algorithm::Reptile || has(o, "queryOffsets"), b);
-    const int64_t t = integer(o, "t", 1, INT64_C(1) << 52);
-    if (has(o, "weights")) {  // sent when the multi-step loss weights changed
-      const View<double> w = view<double>(o, "weights", h.cfg.steps + 1);
-      h.learner->set_weights(std::vector<double>(w.data, w.data + w.length));
+    auto a = std::make_unique<AsyncStepJob>();
+    a->job.parse(h, o);
+    a->job.own(h.spec);
+    Napi::Object keep = Napi::Object::New(info.Env());
+    keep.Set("handle", info[0]);
+    h.dev->busy.store(true, std::memory_order_release);  // cleared by AsyncStepJob::run on the worker
+    try {
+      return JobWorker<AsyncStepJob>::start(
+          info.Env(), std::move(a), keep,
+          [](const Napi::Env& env, AsyncStepJob& j, const Napi::Object&) { return j.job.result(env); });
+    } catch (...) {
+      h.dev->busy.store(false, std::memory_order_release);  // the step was not queued
+      throw;
     }
-    const cuda::StepResult r = h.learner->step(host_batch(b), t);
-    Napi::Object out = Napi::Object::New(info.Env());
-    out.Set("loss", Napi::Number::New(info.Env(), r.loss));
-    out.Set("gradNorm", Napi::Number::New(info.Env(), r.grad_norm));
-    out.Set("memory", Napi::String::New(info.Env(), h.learner->last_memory()));
-    return out;
+  });
+}
+
+Napi::Value CudaLearnerDispose(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    LearnerHandle* h = raw_handle(info);
+    if (!h->dev->learner) return info.Env().Undefined();  // disposed already: nothing to do
+    MAML_CHECK(!h->dev->busy.load(std::memory_order_acquire), Busy,
+               "the CUDA learner is running an asynchronous step; await it before dispose()");
+    h->dev->learner.reset();  // frees the device memory, the pinned buffers and the stream now
+    return info.Env().Undefined();
   });
 }
 
 Napi::Value CudaLearnerGetState(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     LearnerHandle& h = handle_arg(info);
-    auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(h.learner->state_length()));
-    h.learner->get_state(out.Data());
+    auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(h->state_length()));
+    h->get_state(out.Data());
     return out;
   });
 }
@@ -126,9 +243,9 @@ Napi::Value CudaLearnerSetState(const Napi::CallbackInfo& info) {
                    info[1].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array,
                InvalidArgument, "state: expected a Float32Array");
     const Napi::Float32Array st = info[1].As<Napi::Float32Array>();
-    MAML_CHECK(static_cast<int64_t>(st.ElementLength()) == h.learner->state_length(), ShapeMismatch,
-               "state: expected " + std::to_string(h.learner->state_length()) + " values");
-    h.learner->set_state(st.Data());
+    MAML_CHECK(static_cast<int64_t>(st.ElementLength()) == h->state_length(), ShapeMismatch,
+               "state: expected " + std::to_string(h->state_length()) + " values");
+    h->set_state(st.Data());
     return info.Env().Undefined();
   });
 }
@@ -144,7 +261,7 @@ Napi::Value CudaLearnerAdapt(const Napi::CallbackInfo& info) {
     BatchArgs<float> b;
     batch_arg<float>(o, h.spec, false, b);
     auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(checked_mul(b.data.tasks, h.spec.n_params, "adapted")));
-    h.learner->adapt(host_batch(b), steps, rv.data, rv.length, r.step_stride, r.param_stride, out.Data());
+    h->adapt(host_batch(b), steps, rv.data, rv.length, r.step_stride, r.param_stride, out.Data());
     return out;
   });
 }

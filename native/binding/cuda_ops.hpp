@@ -8,6 +8,11 @@ namespace maml::binding {
 Napi::Value CudaLearnerCreate(const Napi::CallbackInfo& info);
 // cudaLearnerStep(handle, batch) -> { loss, gradNorm }: one meta-step on the device.
 Napi::Value CudaLearnerStep(const Napi::CallbackInfo& info);
+// cudaLearnerStepAsync(handle, batch) -> Promise<{ loss, gradNorm }>: the same on a worker
+// thread, with the batch copied first; the handle is busy (BUSY) until it settles.
+Napi::Value CudaLearnerStepAsync(const Napi::CallbackInfo& info);
+// cudaLearnerDispose(handle): frees the device state now; later calls throw DISPOSED; again: no-op.
+Napi::Value CudaLearnerDispose(const Napi::CallbackInfo& info);
 // cudaLearnerGetState(handle) -> Float32Array [P + R]; cudaLearnerSetState(handle, state).
 Napi::Value CudaLearnerGetState(const Napi::CallbackInfo& info);
 Napi::Value CudaLearnerSetState(const Napi::CallbackInfo& info);

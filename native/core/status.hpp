@@ -20,6 +20,8 @@ enum class Code {
   NoDevice,
   CudaError,
   Unsupported,
+  Busy,      // an object is running an asynchronous operation (a CUDA learner's async step)
+  Disposed,  // an object whose dispose() was called
   Internal,
 };
 
@@ -34,6 +36,8 @@ inline const char* code_name(Code c) {
     case Code::NoDevice: return "NO_DEVICE";
     case Code::CudaError: return "CUDA_ERROR";
     case Code::Unsupported: return "UNSUPPORTED";
+    case Code::Busy: return "BUSY";
+    case Code::Disposed: return "DISPOSED";
     case Code::Internal: return "INTERNAL";
   }
   return "INTERNAL";

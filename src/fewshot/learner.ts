@@ -96,6 +96,8 @@ export class FewShotLearner {
   #m2: Float32Array;
   #t = 0;
   #queue = new SerialQueue();
+  /** dispose() was called: the state is gone and every call throws DISPOSED */
+  #disposed = false;
 
   constructor(options: FewShotLearnerOptions) {
     const where = 'FewShotLearner';
@@ -137,6 +139,7 @@ export class FewShotLearner {
 
   /** A copy of the parameters: the embedding's (PyTorch nn.Linear layout per layer), then the relation module's. */
   get params(): Float32Array {
+    this.#checkAlive('params');
     return this.#params.slice();
   }
   set params(p: Float32Array) {
@@ -149,7 +152,12 @@ export class FewShotLearner {
     return this.#t;
   }
 
+  #checkAlive(where: string): void {
+    if (this.#disposed) throw new MamlError('DISPOSED', `FewShotLearner.${where}: this learner was disposed; create or load a new one`);
+  }
+
   #checkIdle(where: string): void {
+    this.#checkAlive(where);
     if (this.#queue.pending > 0)
       throw new MamlError('BUSY', `FewShotLearner.${where}: an asynchronous call on this learner is still running; await it first`);
   }
@@ -174,6 +182,7 @@ export class FewShotLearner {
   stepAsync(episodes: Episodes): Promise<FewShotStepResult> {
     let e: NativeEpisodes;
     try {
+      this.#checkAlive('stepAsync');
       e = snapshot(checkEpisodes(episodes, this.#spec, 'float32', 'FewShotLearner.stepAsync'));
     } catch (err) {
       return Promise.reject(err);
@@ -201,6 +210,7 @@ export class FewShotLearner {
   evaluateAsync(episodes: Episodes): Promise<FewShotEvaluation> {
     let e: NativeEpisodes;
     try {
+      this.#checkAlive('evaluateAsync');
       e = checkEpisodes(episodes, this.#spec, 'float32', 'FewShotLearner.evaluateAsync');
     } catch (err) {
       return Promise.reject(err);
@@ -273,6 +283,27 @@ export class FewShotLearner {
       steps: this.#t,
       seed: this.seed,
     });
+  }
+
+  /**
+   * Drops the parameters and optimizer moments now, so that their memory can be reclaimed while
+   * the learner object is still referenced. Afterwards every method and the `params` getter
+   * throw MamlError('DISPOSED'); a second dispose() does nothing; while an asynchronous call
+   * is pending it throws BUSY (await it first). Classifiers made by adapt() keep working (they
+   * hold their own copy of the parameters).
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#checkIdle('dispose');
+    this.#disposed = true;
+    this.#params = new Float32Array(0);
+    this.#m1 = new Float32Array(0);
+    this.#m2 = new Float32Array(0);
+  }
+
+  /** Whether dispose() was called. */
+  get disposed(): boolean {
+    return this.#disposed;
   }
 
   /** Loads a checkpoint written by save(); the optimizer's moments start afresh. */
