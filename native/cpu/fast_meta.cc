@@ -117,12 +117,12 @@ __attribute__((flatten)) void inner_base(const ModelSpec& fs, const MetaConfig& 
   inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
 }
 
-// Up to 16 first-order tasks at once, one per lane (lanes.hpp); AVX-512 only.
+// Up to 16 tasks at once, one per lane (lanes.hpp); AVX-512 only.
 MAML_TARGET("arch=x86-64-v4")
 double lanes_v4(const FastLayout& f, const ModelSpec& s, const MetaConfig& cfg, const float* theta,
                 const Rates<float>& rates, const BatchData<float>& batch, int64_t t0, int count, LaneWork<vf16>& w,
-                float* grad) {
-  return lane_group<vf16>(f, s, cfg, theta, rates, batch, t0, count, w, grad);
+                float* grad, float* rate_grad) {
+  return lane_group<vf16>(f, s, cfg, theta, rates, batch, t0, count, w, grad, rate_grad);
 }
 
 // dst += src, for the batch driver's reduction tree.
@@ -167,33 +167,34 @@ int fast_level() {
 // Which tasks run in lanes. A lane group costs about as much whatever the number of its lanes
 // in use, so a run of fewer than kMinLaneTasks tasks with equal support and query sizes runs
 // one task at a time instead; models above kMaxLaneParams fast-layout parameters (16 copies
-// of them would no longer sit in a core's L2 cache) never use lanes. MAML_LANES=0 turns the
-// lanes off (for comparisons).
+// of them would no longer sit in a core's L2 cache) never use lanes, nor do groups whose
+// working memory (lane_work_bytes: S + 1 parameter copies and S steps' passes, 16 times)
+// would exceed kMaxLaneBytes. MAML_LANES=0 turns the lanes off (for comparisons).
 constexpr int kLanes = 16;
 constexpr int64_t kMinLaneTasks = 6;
 constexpr int64_t kMaxLaneParams = 16384;
+constexpr int64_t kMaxLaneBytes = INT64_C(64) << 20;
 
-bool lanes_allowed(const MetaConfig& cfg, const ModelSpec& fast_spec) {
+bool lanes_allowed(const ModelSpec& fast_spec) {
   static const bool enabled = [] {
     const char* e = std::getenv("MAML_LANES");
     return !(e && e[0] == '0');
   }();
-  return enabled && fast_level() == 4 && !cfg.second_order() && fast_spec.n_params <= kMaxLaneParams;
+  return enabled && fast_level() == 4 && fast_spec.n_params <= kMaxLaneParams;
 }
 
 // The leaves of a batch whose tasks may run in lanes: runs of up to kLanes consecutive tasks
 // with the same support and query sizes. Depends on the batch only (determinism).
-std::vector<Leaf> lane_leaves(const BatchData<float>& batch, int64_t slot) {
+std::vector<Leaf> lane_leaves(const FastLayout& f, const MetaConfig& cfg, const BatchData<float>& batch, int64_t slot) {
   const int64_t B = batch.tasks;
-  const auto same = [&](int64_t a, int64_t b) {
-    return batch.s_off[a + 1] - batch.s_off[a] == batch.s_off[b + 1] - batch.s_off[b] &&
-           batch.q_off[a + 1] - batch.q_off[a] == batch.q_off[b + 1] - batch.q_off[b];
-  };
+  const auto ns = [&](int64_t t) { return batch.s_off[t + 1] - batch.s_off[t]; };
+  const auto nq = [&](int64_t t) { return batch.q_off[t + 1] - batch.q_off[t]; };
   std::vector<Leaf> leaves;
   for (int64_t t = 0; t < B;) {
     int64_t e = t + 1;
-    while (e < B && e - t < kLanes && same(t, e)) ++e;
-    if (e - t >= kMinLaneTasks) {
+    while (e < B && e - t < kLanes && ns(e) == ns(t) && nq(e) == nq(t)) ++e;
+    const int64_t rows = std::max(ns(t), nq(t)) + kLanes;  // (rounded up to a block: at most this)
+    if (e - t >= kMinLaneTasks && lane_work_bytes(f, rows, cfg.steps, cfg.second_order(), kLanes) <= kMaxLaneBytes) {
       leaves.push_back({t, e - t, true});
     } else {
       for (int64_t i = t; i < e; ++i) leaves.push_back({i, 1, false});
@@ -252,12 +253,14 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
     return task_base(fs, cfg, th, fr.rates, d, w, g, rg);
   };
   double loss;
-  if (lanes_allowed(cfg, fs)) {
-    loss = fast_batch_leaves(fs, cfg, fr.rates, batch.tasks, lane_leaves(batch, fs.n_params), grad_f.data(),
+  if (lanes_allowed(fs)) {
+    const int64_t slot = fs.n_params + (cfg.want_rate_grad ? fr.rates.length : 0);
+    loss = fast_batch_leaves(fs, cfg, fr.rates, batch.tasks, lane_leaves(f, cfg, batch, slot), grad_f.data(),
                              rate_grad_f.data(), add, divide, [&](const Leaf& leaf, float* out, float* rate_out) {
                                if (!leaf.lanes) return sum_tasks(fs, batch, leaf, out, rate_out, add, task_fn);
                                static thread_local LaneWork<vf16> w;
-                               return lanes_v4(f, s, cfg, th, fr.rates, batch, leaf.begin, static_cast<int>(leaf.count), w, out);
+                               return lanes_v4(f, s, cfg, th, fr.rates, batch, leaf.begin, static_cast<int>(leaf.count), w,
+                                               out, rate_out);
                              });
   } else {
     loss = fast_batch_with(fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), add, divide, task_fn);
