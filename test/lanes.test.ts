@@ -1,14 +1,15 @@
-// The lanes path of the first-order algorithms (native/cpu/lanes.hpp: up to 16 tasks at once,
-// one per lane of an AVX-512 vector) against the plain-loop float32 core, on fresh random
-// inputs: batch sizes around the lane count and the minimum group (6), runs of tasks of equal
-// size broken by ragged ones, empty support sets, multi-step loss weights, every loss and
-// activation, widths that are not multiples of the blocks. Tolerance: relative error (2-norm)
-// 2e-5 for one inner step, 2e-4 for three (another summation order). The group layout
-// depends on the batch only, so results must also be bit-identical for any thread count.
+// The lanes path (native/cpu/lanes.hpp: up to 16 tasks at once, one per lane of an AVX-512
+// vector) against the plain-loop float32 core, on fresh random inputs: every algorithm, batch
+// sizes around the lane count and the minimum group (6), runs of tasks of equal size broken
+// by ragged ones, empty support sets, multi-step loss weights, per-step and per-parameter
+// rates with their gradients, every loss and activation, widths that are not multiples of the
+// blocks. Tolerance: relative error (2-norm) 2e-5 for one inner step, 2e-4 for three (another
+// summation order; rate gradients 10 times that). The group layout depends on the batch only,
+// so results must also be bit-identical for any thread count.
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MetaLearner, getThreads, initParams, metaGradient, setThreads, type ModelSpec } from '../src/index.js';
+import { MetaLearner, getThreads, initParams, metaGradient, paramCount, setThreads, type ModelSpec } from '../src/index.js';
 import { Rng } from '../src/rng.js';
 import { expectClose, modelName, randomArray, randomBatch, randomTargets, toF32 } from './helpers.js';
 
@@ -29,20 +30,29 @@ function check(model: ModelSpec, batch: Parameters<typeof metaGradient>[2], opts
   const ref = metaGradient(model, params, batch, { ...opts, kernel: 'reference' });
   expect(Math.abs(fast.loss - ref.loss) / Math.max(Math.abs(ref.loss), 1e-12)).toBeLessThan(tol);
   expectClose(fast.grad, ref.grad, tol, 'gradient');
+  expect(!!fast.innerLrGrad).toBe(!!ref.innerLrGrad);
+  if (ref.innerLrGrad) expectClose(fast.innerLrGrad!, ref.innerLrGrad, tol * 10, 'rate gradient');
   return fast;
 }
 
-describe('first-order algorithms in lanes match the reference core (float32)', () => {
+describe('meta-gradients in lanes match the reference core (float32)', () => {
   for (const model of MODELS) {
-    for (const algorithm of ['fomaml', 'reptile'] as const) {
+    for (const algorithm of ['maml', 'fomaml', 'reptile', 'meta-sgd', 'anil'] as const) {
       for (const tasks of [5, 6, 16, 17, 25, 40]) {
         for (const [innerSteps, tol] of [[1, 2e-5], [3, 2e-4]] as const) {
           it(`${algorithm}, B = ${tasks}, ${innerSteps} step(s), ${modelName(model)}`, () => {
             const rng = new Rng(1000 + tasks * 7 + innerSteps);
             const batch = toF32(randomBatch(rng, model, tasks, 1 + rng.int(12), 1 + rng.int(9)));
             const stepWeights =
-              algorithm === 'fomaml' && innerSteps > 1 ? Array.from({ length: innerSteps + 1 }, (_, i) => (i + 1) / (innerSteps + 1)) : undefined;
-            check(model, batch, { algorithm, innerLr: 0.1, innerSteps, stepWeights }, tol);
+              algorithm !== 'reptile' && innerSteps > 1 ? Array.from({ length: innerSteps + 1 }, (_, i) => (i + 1) / (innerSteps + 1)) : undefined;
+            // per-parameter rates for meta-sgd, a rate per step for maml (both with rate gradients)
+            const innerLr =
+              algorithm === 'meta-sgd'
+                ? Float32Array.from(randomArray(rng, paramCount(model), 0.1).map((r) => Math.abs(r) + 0.02))
+                : algorithm === 'maml'
+                  ? Array.from({ length: innerSteps }, (_, i) => 0.05 + 0.02 * i)
+                  : 0.1;
+            check(model, batch, { algorithm, innerLr, innerSteps, stepWeights }, tol);
           });
         }
       }
@@ -67,7 +77,7 @@ describe('first-order algorithms in lanes match the reference core (float32)', (
       xq: Float32Array.from(randomArray(rng, rq * 2)),
       yq: randomTargets(rng, model, rq) as Int32Array,
     };
-    for (const algorithm of ['fomaml', 'reptile'] as const) check(model, batch as never, { algorithm, innerLr: 0.2, innerSteps: 2 }, 1e-4);
+    for (const algorithm of ['maml', 'fomaml', 'reptile', 'anil'] as const) check(model, batch as never, { algorithm, innerLr: 0.2, innerSteps: 2 }, 1e-4);
   });
 
   it('reptile without query sets: the support loss at the adapted parameters, the same step', () => {
@@ -88,7 +98,7 @@ describe('first-order algorithms in lanes match the reference core (float32)', (
     const rng = new Rng(9);
     const batch = toF32(randomBatch(rng, model, 37, 5, 4));
     const params = Float32Array.from(initParams(model, { seed: 1 }));
-    for (const algorithm of ['fomaml', 'reptile'] as const) {
+    for (const algorithm of ['maml', 'fomaml', 'reptile'] as const) {
       const runs = [1, 2, 3].map((n) => {
         setThreads(n);
         return metaGradient(model, params, batch, { algorithm, innerLr: 0.1, innerSteps: 2 });
@@ -109,18 +119,19 @@ describe('first-order algorithms in lanes match the reference core (float32)', (
       let s = 7; const r = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
       const a = (n) => Float32Array.from({ length: n }, r);
       const batch = { tasks: 25, support: 10, query: 10, xs: a(250), ys: a(250), xq: a(250), yq: a(250) };
-      const g = metaGradient(model, params, batch, { algorithm: 'fomaml', innerLr: 0.01, innerSteps: 5 });
+      const g = metaGradient(model, params, batch, { algorithm: process.env.ALGO, innerLr: 0.01, innerSteps: 5 });
       console.log(JSON.stringify({ loss: g.loss, grad: Array.from(g.grad) }));`;
-    const run = (lanes: string) =>
-      JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, MAML_LANES: lanes } }).toString()) as {
-        loss: number;
-        grad: number[];
-      };
-    const on = run('1');
-    const off = run('0');
-    expect(Math.abs(on.loss - off.loss) / off.loss).toBeLessThan(1e-6);
-    expectClose(Float32Array.from(on.grad), Float32Array.from(off.grad), 1e-5, 'gradient');
-    // and the lanes really ran: another summation order rounds some entries differently
-    expect(on.grad.some((g, i) => g !== off.grad[i])).toBe(true);
+    const run = (lanes: string, algo: string) =>
+      JSON.parse(
+        execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, MAML_LANES: lanes, ALGO: algo } }).toString(),
+      ) as { loss: number; grad: number[] };
+    for (const algo of ['maml', 'fomaml']) {
+      const on = run('1', algo);
+      const off = run('0', algo);
+      expect(Math.abs(on.loss - off.loss) / off.loss).toBeLessThan(1e-6);
+      expectClose(Float32Array.from(on.grad), Float32Array.from(off.grad), 1e-5, 'gradient');
+      // and the lanes really ran: another summation order rounds some entries differently
+      expect(on.grad.some((g, i) => g !== off.grad[i])).toBe(true);
+    }
   });
 });
