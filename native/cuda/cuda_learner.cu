@@ -138,12 +138,18 @@ struct CudaLearner::Impl {
     a.yq_lab = labels ? reinterpret_cast<const int32_t*>(at(5)) : nullptr;
   }
 
-  // Where the tasks' working memory goes: shared memory if a block's fits, else global scratch.
+  // Where the tasks' working memory goes: shared memory if a block's fits, else global scratch
+  // for at most kScratchBytes of tasks at a time (at least one task; launches run in chunks).
+  static constexpr int64_t kScratchBytes = INT64_C(1) << 31;
   TaskLaunch placement(const Layout& lay, int64_t tasks) {
     TaskLaunch how;
     how.threads = threads;
     how.shared = lay.total * static_cast<int64_t>(sizeof(float)) <= shared_bytes;
-    if (!how.shared) how.scratch = scratch.grow(static_cast<size_t>(checked_mul(tasks, lay.total, "GPU scratch")));
+    if (!how.shared) {
+      const int64_t per_task = lay.total * static_cast<int64_t>(sizeof(float));
+      how.chunk = static_cast<int>(std::clamp<int64_t>(kScratchBytes / per_task, 1, tasks));
+      how.scratch = scratch.grow(static_cast<size_t>(checked_mul(how.chunk, lay.total, "GPU scratch")));
+    }
     memory = how.shared ? "shared" : "global";
     return how;
   }

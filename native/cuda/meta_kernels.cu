@@ -17,20 +17,21 @@
 namespace maml::cuda {
 namespace {
 
+// Block b runs task task0 + b; with global working memory it uses scratch row b.
 template <bool kShared>
-__global__ void meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch) {
+__global__ void meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
   extern __shared__ float smem[];
-  const int t = blockIdx.x;
-  float* work = kShared ? smem : scratch + static_cast<int64_t>(t) * lay.total;
+  const int t = task0 + static_cast<int>(blockIdx.x);
+  float* work = kShared ? smem : scratch + static_cast<int64_t>(blockIdx.x) * lay.total;
   const int64_t slot = static_cast<int64_t>(m.P) + c.R;
   task_meta_step(DeviceBlock{}, m, c, a, t, work, lay, a.slots + t * slot, a.losses + t, kShared ? nullptr : smem);
 }
 
 template <bool kShared>
-__global__ void adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch) {
+__global__ void adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
   extern __shared__ float smem[];
-  const int t = blockIdx.x;
-  float* work = kShared ? smem : scratch + static_cast<int64_t>(t) * lay.total;
+  const int t = task0 + static_cast<int>(blockIdx.x);
+  float* work = kShared ? smem : scratch + static_cast<int64_t>(blockIdx.x) * lay.total;
   task_adapt(DeviceBlock{}, m, c, a, t, work, lay, a.adapted + static_cast<int64_t>(t) * m.P, kShared ? nullptr : smem);
 }
 
@@ -112,12 +113,18 @@ void launch_tasks(Kernel shared_kernel, Kernel global_kernel, const KModel& m, c
   if (how.shared) {
     const size_t bytes = static_cast<size_t>(lay.total) * sizeof(float);
     CUDA_CHECK(cudaFuncSetAttribute(shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-    shared_kernel<<<tasks, how.threads, bytes, stream>>>(m, c, a, lay, nullptr);
+    shared_kernel<<<tasks, how.threads, bytes, stream>>>(m, c, a, lay, nullptr, 0);
+    CUDA_CHECK(cudaGetLastError());
   } else {
-    // the working memory is global; shared memory holds the tiles of wide layers
-    global_kernel<<<tasks, how.threads, kTileFloats * sizeof(float), stream>>>(m, c, a, lay, how.scratch);
+    // the working memory is global (chunks of tasks share it, in stream order); shared memory
+    // holds the tiles of wide layers
+    const int chunk = how.chunk > 0 ? how.chunk : tasks;
+    for (int t0 = 0; t0 < tasks; t0 += chunk) {
+      const int n = tasks - t0 < chunk ? tasks - t0 : chunk;
+      global_kernel<<<n, how.threads, kTileFloats * sizeof(float), stream>>>(m, c, a, lay, how.scratch, t0);
+      CUDA_CHECK(cudaGetLastError());
+    }
   }
-  CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace

@@ -16,11 +16,14 @@
 namespace maml::cuda {
 
 // How a task's working memory is provided: in dynamic shared memory (fast), or in a global
-// scratch area of tasks * lay.total floats (any size).
+// scratch area of chunk * lay.total floats (any size): the tasks then run in launches of at
+// most `chunk` blocks, one after another on the stream, each reusing the scratch area (so a
+// wide network's B = 100k tasks do not need B working areas at once).
 struct TaskLaunch {
   int threads = 256;
   bool shared = true;
-  float* scratch = nullptr;  // [tasks, lay.total] when !shared
+  float* scratch = nullptr;  // [chunk, lay.total] when !shared
+  int chunk = 0;             // tasks per launch when !shared (0: all at once)
 };
 
 // The largest block the four task kernels can all be launched with on the current device (their
