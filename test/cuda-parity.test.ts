@@ -18,6 +18,7 @@ import { MamlError, MetaLearner, initParams, paramCount, sinusoid, type Algorith
 import { checkBatch, checkInner, type MetaBatch } from '../src/inner.js';
 import { backendInfo, loadCuda, loadNative } from '../src/loader.js';
 import { checkModel } from '../src/model.js';
+import { checkOptimizer } from '../src/learner.js';
 import type { CudaAddon } from '../src/native-types.js';
 import { Rng } from '../src/rng.js';
 // @ts-expect-error: a plain ES module without type declarations
@@ -171,4 +172,76 @@ describe.skipIf(!device)(`MetaLearner on CUDA matches the CPU learner${device ? 
       for (let t = 0; t < 7; t++) expectClose(ga[t]!.params, ca[t]!.params, 1e-3, `adapted task ${t}`);
     });
   }
+});
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispose on the device${device ? '' : ` (skipped: ${noDeviceWhy})`}`, () => {
+  it('the wide net in launches of a few tasks (MAML_CUDA_SCRATCH_BYTES) gives the same meta-gradient bit for bit', () => {
+    const m = checkModel(WIDE, 't');
+    const batch = uniformBatch(new Rng(21), WIDE, 10, 10, 10);
+    const args = {
+      layers: m.layers, activation: m.activation, loss: m.loss, params: Float32Array.from(initParams(WIDE, { seed: 2 })),
+      ...checkInner({ algorithm: 'maml', innerSteps: 2, innerLr: 0.05 }, m, 'float32', 't'), ...checkBatch(batch, m, 'float32', 't', true),
+    };
+    const saved = process.env.MAML_CUDA_SCRATCH_BYTES;
+    try {
+      delete process.env.MAML_CUDA_SCRATCH_BYTES;
+      const whole = cuda!.cudaMetaGradient(args);
+      // 1 byte: one task per launch; 5 MB: 3 tasks of ~1.4 MB per launch (3, 3, 3, 1)
+      for (const bytes of ['1', '5000000']) {
+        process.env.MAML_CUDA_SCRATCH_BYTES = bytes;
+        const chunked = cuda!.cudaMetaGradient(args);
+        expect(chunked.memory).toBe('global');
+        expect(chunked.loss).toBe(whole.loss);
+        expect(chunked.grad).toEqual(whole.grad);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.MAML_CUDA_SCRATCH_BYTES;
+      else process.env.MAML_CUDA_SCRATCH_BYTES = saved;
+    }
+  });
+
+  it('stepAsync (the step on a worker thread) equals step bit for bit, in call order, with new step weights', async () => {
+    const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 2, seed: 9, device: 'cuda' as const };
+    const [a, b] = [new MetaLearner(o), new MetaLearner(o)];
+    a.stepWeights = b.stepWeights = [0.2, 0.3, 0.5];
+    const rng = new Rng(22);
+    const batches = [25, 7, 130].map((B) => uniformBatch(rng, SINE, B, 10, 10));
+    const got = await Promise.all(batches.map((x) => a.stepAsync(x)));
+    expect(got).toEqual(batches.map((x) => b.step(x)));
+    expect(a.params).toEqual(b.params);
+    expect(a.stepCount).toBe(3);
+  });
+
+  it('the native handle: BUSY while an async step runs, DISPOSED after dispose, a second dispose does nothing', async () => {
+    const m = checkModel(SINE, 't');
+    const inner = checkInner({}, m, 'float32', 't');
+    const h = cuda!.cudaLearnerCreate({
+      layers: m.layers, activation: m.activation, loss: m.loss, ...inner, ...checkOptimizer(undefined, 't'),
+      state: Float32Array.from(initParams(SINE)), learnRates: false, rates: inner.rates as Float32Array,
+    });
+    // 2000 tasks: the step takes long enough that the calls below run while it does
+    const batch = { ...checkBatch(uniformBatch(new Rng(23), SINE, 2000, 10, 10), m, 'float32', 't', true), t: 1 };
+    const pending = cuda!.cudaLearnerStepAsync(h, batch);
+    expect(codeOf(() => cuda!.cudaLearnerGetState(h))).toBe('BUSY');
+    expect(codeOf(() => cuda!.cudaLearnerDispose(h))).toBe('BUSY');
+    expect(Number.isFinite((await pending).loss)).toBe(true);
+    expect(cuda!.cudaLearnerGetState(h).length).toBe(paramCount(SINE));
+    cuda!.cudaLearnerDispose(h);
+    expect(codeOf(() => cuda!.cudaLearnerGetState(h))).toBe('DISPOSED');
+    expect(codeOf(() => cuda!.cudaLearnerStep(h, { ...batch, t: 2 }))).toBe('DISPOSED');
+    expect(() => cuda!.cudaLearnerDispose(h)).not.toThrow();
+    const l = new MetaLearner({ model: SINE, seed: 3, device: 'cuda' });
+    l.step(uniformBatch(new Rng(24), SINE, 25, 10, 10));
+    l.dispose();
+    expect(codeOf(() => l.params)).toBe('DISPOSED');
+  });
 });

@@ -24,6 +24,14 @@ int block_threads() {
   return n >= 32 && n <= 1024 && n % 32 == 0 ? n : 256;
 }
 
+// Bytes of global working memory for one launch of tasks: 2 GiB, or MAML_CUDA_SCRATCH_BYTES (a
+// positive integer; tests set it small to run a few tasks per launch).
+int64_t scratch_budget() {
+  const char* env = std::getenv("MAML_CUDA_SCRATCH_BYTES");
+  const long long n = env ? std::atoll(env) : 0;
+  return n > 0 ? static_cast<int64_t>(n) : INT64_C(1) << 31;
+}
+
 // A device allocation that grows (never shrinks) on demand.
 template <class T>
 struct DeviceBuffer {
@@ -139,15 +147,15 @@ struct CudaLearner::Impl {
   }
 
   // Where the tasks' working memory goes: shared memory if a block's fits, else global scratch
-  // for at most kScratchBytes of tasks at a time (at least one task; launches run in chunks).
-  static constexpr int64_t kScratchBytes = INT64_C(1) << 31;
+  // for at most scratch_bytes of tasks at a time (at least one task; launches run in chunks).
+  int64_t scratch_bytes = 0;
   TaskLaunch placement(const Layout& lay, int64_t tasks) {
     TaskLaunch how;
     how.threads = threads;
     how.shared = lay.total * static_cast<int64_t>(sizeof(float)) <= shared_bytes;
     if (!how.shared) {
       const int64_t per_task = lay.total * static_cast<int64_t>(sizeof(float));
-      how.chunk = static_cast<int>(std::clamp<int64_t>(kScratchBytes / per_task, 1, tasks));
+      how.chunk = static_cast<int>(std::clamp<int64_t>(scratch_bytes / per_task, 1, tasks));
       how.scratch = scratch.grow(static_cast<size_t>(checked_mul(how.chunk, lay.total, "GPU scratch")));
     }
     memory = how.shared ? "shared" : "global";
@@ -236,6 +244,7 @@ CudaLearner::CudaLearner(const LearnerConfig& c) : impl_(std::make_unique<Impl>(
     // buffer and the block size must agree, so this is fixed for the learner's life)
     s.threads = std::max(32, std::min(block_threads(), max_task_threads()) / 32 * 32);
     s.shared_bytes = shared_limit(s.device);
+    s.scratch_bytes = scratch_budget();
     const char* timing = std::getenv("MAML_CUDA_TIMING");
     if (timing && std::strcmp(timing, "1") == 0) {
       CUDA_CHECK(cudaEventCreate(&s.ev0));
