@@ -212,6 +212,8 @@ export class MetaLearner {
   #weightsChanged = false;
   /** a CUDA stepAsync is running on a worker thread (the device state is being updated) */
   #cudaRunning = false;
+  /** a CPU stepAsync is running on a native thread */
+  #cpuRunning = false;
   /** dispose() was called: the state is gone and every call throws DISPOSED */
   #disposed = false;
 
@@ -268,13 +270,18 @@ export class MetaLearner {
     this.#checkAlive(where);
     if (this.#cudaRunning)
       throw new MamlError('BUSY', `MetaLearner.${where}: a CUDA stepAsync is updating the state on the GPU; await it first`);
+    if (this.#cpuRunning)
+      throw new MamlError('BUSY', `MetaLearner.${where}: a stepAsync is updating the parameters on a native thread; await it first`);
     if (this.#cuda && this.#stale) {
       this.#state.set(this.#cuda.pull());
       this.#stale = false;
     }
   }
 
-  /** A copy of the parameters θ. */
+  /**
+   * A copy of the parameters θ.
+   * @throws MamlError BUSY while a stepAsync is running (its native thread updates θ in place).
+   */
   get params(): Float32Array {
     this.#sync();
     return this.#state.slice(0, this.#m.nParams);
@@ -431,9 +438,14 @@ export class MetaLearner {
     return this.#enqueue(async () => {
       if (this.#cuda) return this.#cudaStepAsync(b);
       const args = this.#stepArgs(b);
-      const r = await callNativeAsync((a) => a.metaStepAsync(args));
-      this.#t++;
-      return r;
+      this.#cpuRunning = true; // a native thread updates θ in place: reads would see it half done
+      try {
+        const r = await callNativeAsync((a) => a.metaStepAsync(args));
+        this.#t++;
+        return r;
+      } finally {
+        this.#cpuRunning = false;
+      }
     });
   }
 

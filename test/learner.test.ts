@@ -109,6 +109,27 @@ describe('asynchronous calls', () => {
     expect(a0.params).not.toEqual(a1.params);
   });
 
+  it('params while a stepAsync runs on a native thread throws BUSY, never a half-updated copy', async () => {
+    const l = new MetaLearner({ model, seed: 4 });
+    const ref = new MetaLearner({ model, seed: 4 });
+    const b = sinusoid({ seed: 5 }).sample(8);
+    const initial = l.params;
+    const step = l.stepAsync(b);
+    expect(l.params).toEqual(initial); // queued: the step starts in a later microtask
+    await Promise.resolve();
+    await Promise.resolve(); // now on a native thread until the event loop delivers its result
+    let code: string | undefined;
+    try {
+      void l.params;
+    } catch (err) {
+      code = (err as { code?: string }).code;
+    }
+    expect(code).toBe('BUSY');
+    await step;
+    ref.step(b);
+    expect(l.params).toEqual(ref.params);
+  });
+
   it('adaptAsync calls of one turn are sent together and each gets the model adapt() gives, whatever its support size', async () => {
     const ce = { layers: [3, 8, 4], activation: 'tanh', loss: 'cross-entropy' } as const;
     const l = new MetaLearner({ model: ce, seed: 2 });
