@@ -10,6 +10,7 @@
         "native/binding/fewshot_ops.cc",
         "native/binding/ops.cc",
         "native/cpu/fast_fewshot.cc",
+        "native/cpu/fast_lanes.cc",
         "native/cpu/fast_meta.cc",
         "native/cpu/thread_pool.cc"
       ],

@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MetaLearner, getThreads, initParams, metaGradient, paramCount, setThreads, type ModelSpec } from '../src/index.js';
+import { MetaLearner, backendInfo, getThreads, initParams, metaGradient, paramCount, setThreads, type ModelSpec } from '../src/index.js';
 import { Rng } from '../src/rng.js';
 import { expectClose, modelName, randomArray, randomBatch, randomTargets, toF32 } from './helpers.js';
 
@@ -134,4 +134,38 @@ describe('meta-gradients in lanes match the reference core (float32)', () => {
       expect(on.grad.some((g, i) => g !== off.grad[i])).toBe(true);
     }
   });
+
+  it.skipIf(backendInfo().cpu.build?.isa !== 'avx512' && backendInfo().cpu.build?.isa !== 'avx2')(
+    'AVX2 lanes (8 tasks per group, MAML_CPU_LEVEL=3) match the reference core for every algorithm',
+    () => {
+      const lib = resolve(__dirname, '..', 'lib', 'index.js');
+      const script = `
+        import { metaGradient, initParams, backendInfo } from ${JSON.stringify(lib)};
+        let s = 11; const r = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+        const a = (n) => Float32Array.from({ length: n }, r);
+        const worst = [];
+        for (const [layers, activation, loss] of [[[1, 40, 40, 1], 'relu', 'mse'], [[5, 13, 7, 3], 'tanh', 'cross-entropy']]) {
+          const model = { layers, activation, loss };
+          const params = initParams(model, { seed: 3 });
+          const d0 = layers[0], dL = layers[layers.length - 1], B = 19, n = 7;
+          const y = (rows) => loss === 'cross-entropy' ? Int32Array.from({ length: rows }, (_, i) => (i * 7 + 3) % dL) : a(rows * dL);
+          const batch = { tasks: B, support: n, query: n, xs: a(B * n * d0), ys: y(B * n), xq: a(B * n * d0), yq: y(B * n) };
+          for (const algorithm of ['maml', 'fomaml', 'reptile', 'meta-sgd', 'anil']) {
+            const opts = { algorithm, innerLr: 0.05, innerSteps: 2 };
+            const f = metaGradient(model, params, batch, opts);
+            const g = metaGradient(model, params, batch, { ...opts, kernel: 'reference' });
+            let d = 0, nr = 0;
+            for (let i = 0; i < g.grad.length; i++) { d += (f.grad[i] - g.grad[i]) ** 2; nr += g.grad[i] ** 2; }
+            worst.push(Math.sqrt(d / nr));
+          }
+        }
+        console.log(JSON.stringify({ isa: backendInfo().cpu.build?.isa, worst: Math.max(...worst) }));`;
+      const out = JSON.parse(
+        execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, MAML_CPU_LEVEL: '3' } }).toString(),
+      ) as { isa: string; worst: number };
+      expect(out.isa).toBe('avx2');
+      expect(out.worst).toBeLessThan(2e-4);
+    },
+  );
 });
+

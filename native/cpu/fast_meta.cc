@@ -18,16 +18,8 @@
 #include "fast_batch.hpp"
 #include "fast_mlp.hpp"
 #include "lanes.hpp"
+#include "target.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define MAML_X86_LEVELS 1
-#define MAML_TARGET(t) __attribute__((target(t), flatten))
-#define MAML_TARGET_NOINLINE(t) __attribute__((target(t), noinline, flatten))
-#else
-#define MAML_X86_LEVELS 0
-#define MAML_TARGET(t) __attribute__((flatten))
-#define MAML_TARGET_NOINLINE(t) __attribute__((noinline, flatten))
-#endif
 
 namespace maml::cpu {
 
@@ -117,14 +109,6 @@ __attribute__((flatten)) void inner_base(const ModelSpec& fs, const MetaConfig& 
   inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
 }
 
-// Up to 16 tasks at once, one per lane (lanes.hpp); AVX-512 only.
-MAML_TARGET("arch=x86-64-v4")
-double lanes_v4(const FastLayout& f, const ModelSpec& s, const MetaConfig& cfg, const float* theta,
-                const Rates<float>& rates, const BatchData<float>& batch, int64_t t0, int count, LaneWork<vf16>& w,
-                float* grad, float* rate_grad) {
-  return lane_group<vf16>(f, s, cfg, theta, rates, batch, t0, count, w, grad, rate_grad);
-}
-
 // dst += src, for the batch driver's reduction tree.
 __attribute__((noinline)) MAML_TARGET("arch=x86-64-v4") void add_v4(float* __restrict d, const float* __restrict a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] += a[i];
@@ -164,37 +148,39 @@ int fast_level() {
   return level;
 }
 
-// Which tasks run in lanes. A lane group costs about as much whatever the number of its lanes
-// in use, so a run of fewer than kMinLaneTasks tasks with equal support and query sizes runs
-// one task at a time instead; models above kMaxLaneParams fast-layout parameters (16 copies
-// of them would no longer sit in a core's L2 cache) never use lanes, nor do groups whose
-// working memory (lane_work_bytes: S + 1 parameter copies and S steps' passes, 16 times)
-// would exceed kMaxLaneBytes. MAML_LANES=0 turns the lanes off (for comparisons).
-constexpr int kLanes = 16;
-constexpr int64_t kMinLaneTasks = 6;
+// Which tasks run in lanes (fast_lanes.cc: 16 with AVX-512, 8 with AVX2). A lane group costs
+// about as much whatever the number of its lanes in use, so a run of fewer than 3/8 of the
+// lanes (6 of 16) with equal support and query sizes runs one task at a time instead; models
+// above kMaxLaneParams fast-layout parameters (16 copies of them would no longer sit in a
+// core's L2 cache) never use lanes, nor do groups whose working memory (lane_work_bytes:
+// S + 1 parameter copies and S steps' passes, one per lane) would exceed kMaxLaneBytes.
+// MAML_LANES=0 turns the lanes off (for comparisons).
 constexpr int64_t kMaxLaneParams = 16384;
 constexpr int64_t kMaxLaneBytes = INT64_C(64) << 20;
 
-bool lanes_allowed(const ModelSpec& fast_spec) {
+// Tasks per lane group on this machine, or 0 (no lanes).
+int lanes_for(const ModelSpec& fast_spec) {
   static const bool enabled = [] {
     const char* e = std::getenv("MAML_LANES");
     return !(e && e[0] == '0');
   }();
-  return enabled && fast_level() == 4 && fast_spec.n_params <= kMaxLaneParams;
+  if (!enabled || fast_spec.n_params > kMaxLaneParams) return 0;
+  return lane_width(fast_level());
 }
 
-// The leaves of a batch whose tasks may run in lanes: runs of up to kLanes consecutive tasks
+// The leaves of a batch whose tasks may run in lanes: runs of up to `lanes` consecutive tasks
 // with the same support and query sizes. Depends on the batch only (determinism).
-std::vector<Leaf> lane_leaves(const FastLayout& f, const MetaConfig& cfg, const BatchData<float>& batch, int64_t slot) {
-  const int64_t B = batch.tasks;
+std::vector<Leaf> lane_leaves(const FastLayout& f, const MetaConfig& cfg, const BatchData<float>& batch, int64_t slot,
+                              int lanes) {
+  const int64_t B = batch.tasks, min_tasks = std::max(3, lanes * 3 / 8);
   const auto ns = [&](int64_t t) { return batch.s_off[t + 1] - batch.s_off[t]; };
   const auto nq = [&](int64_t t) { return batch.q_off[t + 1] - batch.q_off[t]; };
   std::vector<Leaf> leaves;
   for (int64_t t = 0; t < B;) {
     int64_t e = t + 1;
-    while (e < B && e - t < kLanes && ns(e) == ns(t) && nq(e) == nq(t)) ++e;
-    const int64_t rows = std::max(ns(t), nq(t)) + kLanes;  // (rounded up to a block: at most this)
-    if (e - t >= kMinLaneTasks && lane_work_bytes(f, rows, cfg.steps, cfg.second_order(), kLanes) <= kMaxLaneBytes) {
+    while (e < B && e - t < lanes && ns(e) == ns(t) && nq(e) == nq(t)) ++e;
+    const int64_t rows = std::max(ns(t), nq(t)) + lanes;  // (rounded up to a block: at most this)
+    if (e - t >= min_tasks && lane_work_bytes(f, rows, cfg.steps, cfg.second_order(), lanes) <= kMaxLaneBytes) {
       leaves.push_back({t, e - t, true});
     } else {
       for (int64_t i = t; i < e; ++i) leaves.push_back({i, 1, false});
@@ -253,14 +239,13 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
     return task_base(fs, cfg, th, fr.rates, d, w, g, rg);
   };
   double loss;
-  if (lanes_allowed(fs)) {
+  if (const int lanes = lanes_for(fs)) {
     const int64_t slot = fs.n_params + (cfg.want_rate_grad ? fr.rates.length : 0);
-    loss = fast_batch_leaves(fs, cfg, fr.rates, batch.tasks, lane_leaves(f, cfg, batch, slot), grad_f.data(),
+    loss = fast_batch_leaves(fs, cfg, fr.rates, batch.tasks, lane_leaves(f, cfg, batch, slot, lanes), grad_f.data(),
                              rate_grad_f.data(), add, divide, [&](const Leaf& leaf, float* out, float* rate_out) {
                                if (!leaf.lanes) return sum_tasks(fs, batch, leaf, out, rate_out, add, task_fn);
-                               static thread_local LaneWork<vf16> w;
-                               return lanes_v4(f, s, cfg, th, fr.rates, batch, leaf.begin, static_cast<int>(leaf.count), w,
-                                               out, rate_out);
+                               return lane_group_at(level, f, s, cfg, th, fr.rates, batch, leaf.begin,
+                                                    static_cast<int>(leaf.count), out, rate_out);
                              });
   } else {
     loss = fast_batch_with(fs, cfg, fr.rates, batch, grad_f.data(), rate_grad_f.data(), add, divide, task_fn);

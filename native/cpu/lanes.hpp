@@ -40,8 +40,8 @@ struct LaneKernels<vf16> {  // 32 zmm registers: 5 x 4 forward and input-gradien
   static constexpr int kRows = 5, kCols = 4, kIn = 4, kWi = 3, kWj = 8;
 };
 template <>
-struct LaneKernels<vf> {  // 16 ymm registers
-  static constexpr int kRows = 3, kCols = 2, kIn = 2, kWi = 2, kWj = 4;
+struct LaneKernels<vf> {  // 16 ymm registers: 5 x 2 forward and input-gradient blocks, 3 x 4 weight blocks
+  static constexpr int kRows = 5, kCols = 2, kIn = 2, kWi = 3, kWj = 4;
 };
 
 // Zeroed vectors aligned to their size (std::vector<V> does not guarantee it: GCC drops the
@@ -631,5 +631,13 @@ double lane_group(const FastLayout& f, const ModelSpec& user, const MetaConfig& 
   for (int k = 0; k < count; ++k) total += loss[k];
   return total;
 }
+
+// Compiled once per instruction set in fast_lanes.cc (level: fast_meta.cc's fast_level):
+// the lanes of a group there (16 with AVX-512, 8 with AVX2, 0: no lanes), and lane_group on
+// the calling thread's own LaneWork.
+int lane_width(int level);
+double lane_group_at(int level, const FastLayout& f, const ModelSpec& user, const MetaConfig& cfg, const float* theta,
+                     const Rates<float>& rates, const BatchData<float>& batch, int64_t t0, int count, float* grad,
+                     float* rate_grad);
 
 }  // namespace maml::cpu
