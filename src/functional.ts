@@ -44,17 +44,21 @@ function checkTargets(model: Model, y: unknown, rows: number, precision: Precisi
 
 /**
  * The network's outputs (logits for the cross-entropies) for inputs x [n, d0]: [n, dL].
- * Float64Array params and x run the double-precision core.
+ * Float64Array params and x run the double-precision core; Float32Array ones the fast kernels
+ * (`options.kernel: 'reference'`: the plain-loop core). A row's outputs never depend on the
+ * other rows of x.
  *
  * @example
  * const y = forward(model, params, new Float32Array([0.5, -1.2])); // two inputs of a 1-D model
  */
-export function forward<A extends Real>(model: ModelSpec, params: A, x: A): A {
+export function forward<A extends Real>(model: ModelSpec, params: A, x: A, options?: { kernel?: 'fast' | 'reference' }): A {
   const where = 'forward';
   const m = checkModel(model, where);
   const { precision } = checkParams(m, params, where);
   const n = rowsOf(checkReal(x, where, 'x', precision), where, 'x', m.dIn);
-  return callNative((a) => a.forward({ layers: m.layers, activation: m.activation, loss: m.loss, params, x, n })) as A;
+  const o = options === undefined ? {} : checkObject(options, where, 'options');
+  const reference = o.kernel !== undefined && checkOneOf(o.kernel, where, 'options.kernel', ['fast', 'reference'] as const) === 'reference';
+  return callNative((a) => a.forward({ layers: m.layers, activation: m.activation, loss: m.loss, params, x, n, reference })) as A;
 }
 
 /** The loss on (x, y) and its gradient with respect to params. */

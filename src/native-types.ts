@@ -68,7 +68,7 @@ export interface BuildReport {
 }
 
 export interface NativeAddon {
-  forward(o: NativeSpec & { params: Real; x: Real; n: number }): Real;
+  forward(o: NativeSpec & { params: Real; x: Real; n: number; reference?: boolean }): Real;
   lossGrad(o: NativeSpec & { params: Real; x: Real; n: number; y?: Real; labels?: Int32Array }): { loss: number; grad: Real };
   hvp(o: NativeSpec & { params: Real; x: Real; n: number; y?: Real; labels?: Int32Array; v: Real }): {
     loss: number;

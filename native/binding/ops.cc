@@ -79,6 +79,12 @@ Napi::Value forward_t(const Napi::Env& env, const Napi::Object& o, const ModelSp
   const int64_t n = integer(o, "n", 0, INT64_C(1) << 40);
   const T* x = view<T>(o, "x", checked_mul(n, s.in_dim(), "x")).data;
   auto out = new_array<T>(env, checked_mul(n, s.out_dim(), "outputs"));
+  if constexpr (std::is_same_v<T, float>) {
+    if (!boolean(o, "reference", false)) {  // the fast kernels (the plain core on request)
+      cpu::fast_forward(s, theta, x, n, out.Data());
+      return out;
+    }
+  }
   if (n > 0) {
     static thread_local MlpWork<T> work;
     const T* y = mlp_forward(s, theta, x, n, work);

@@ -109,6 +109,31 @@ __attribute__((flatten)) void inner_base(const ModelSpec& fs, const MetaConfig& 
   inner_loop(fs, cfg, theta, rates, d.xs, d.ys, d.ns, w);
 }
 
+// The forward pass in chunks of rows (bounded scratch memory however many rows), per level.
+template <class K>
+inline void forward_rows(const ModelSpec& fs, const float* theta, const float* x, int64_t n, float* out) {
+  constexpr int64_t kChunk = 256;
+  static thread_local FastWork<float> w;
+  const int64_t d0 = fs.in_dim(), dL = fs.out_dim();
+  for (int64_t r = 0; r < n; r += kChunk) {
+    const int64_t m = std::min(kChunk, n - r);
+    w.reserve(fs, m);
+    FastNet<K>::forward(fs, w, w.act, theta, x + r * d0, m);
+    std::copy(w.out.begin(), w.out.begin() + m * dL, out + r * dL);
+  }
+}
+MAML_TARGET("arch=x86-64-v4")
+void forward_v4(const ModelSpec& fs, const float* theta, const float* x, int64_t n, float* out) {
+  forward_rows<Kernels512>(fs, theta, x, n, out);
+}
+MAML_TARGET("arch=x86-64-v3")
+void forward_v3(const ModelSpec& fs, const float* theta, const float* x, int64_t n, float* out) {
+  forward_rows<Kernels256>(fs, theta, x, n, out);
+}
+__attribute__((flatten)) void forward_base(const ModelSpec& fs, const float* theta, const float* x, int64_t n, float* out) {
+  forward_rows<KernelsBase>(fs, theta, x, n, out);
+}
+
 // dst += src, for the batch driver's reduction tree.
 __attribute__((noinline)) MAML_TARGET("arch=x86-64-v4") void add_v4(float* __restrict d, const float* __restrict a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] += a[i];
@@ -261,6 +286,18 @@ double fast_meta_gradient_batch(const ModelSpec& s, const MetaConfig& cfg, const
     }
   }
   return loss;
+}
+
+void fast_forward(const ModelSpec& s, const float* theta, const float* x, int64_t n, float* out) {
+  if (n <= 0) return;
+  const FastLayout f(s);
+  static thread_local std::vector<float> theta_f;
+  theta_f.resize(static_cast<size_t>(f.spec.n_params));
+  f.to_fast(s, theta, theta_f.data());
+  const int level = fast_level();
+  if (level == 4) forward_v4(f.spec, theta_f.data(), x, n, out);
+  else if (level == 3) forward_v3(f.spec, theta_f.data(), x, n, out);
+  else forward_base(f.spec, theta_f.data(), x, n, out);
 }
 
 void fast_adapt_batch(const ModelSpec& s, const MetaConfig& cfg, const float* theta, const Rates<float>& rates,
