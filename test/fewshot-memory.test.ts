@@ -27,17 +27,20 @@ describe('few-shot memory', () => {
       }
     };
     const mb = (b: number) => b / 2 ** 20;
-    const sample = () => {
+    // (V8 frees the backing stores of collected ArrayBuffers on a background sweeper: wait for it)
+    const sample = async () => {
+      gc();
+      await new Promise((r) => setTimeout(r, 50));
       gc();
       return { malloc: loadNative().mallocInUse(), mem: process.memoryUsage() };
     };
     await round(2000);
-    const s0 = sample();
+    const s0 = await sample();
     const deltas: number[] = [];
     let last = s0;
     for (let r = 0; r < 3; r++) {
       await round(2000);
-      const now = sample();
+      const now = await sample();
       deltas.push(mb(last.malloc >= 0 ? now.malloc - last.malloc : now.mem.rss - last.mem.rss));
       last = now;
     }

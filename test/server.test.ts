@@ -35,32 +35,40 @@ describe('concurrency', () => {
 });
 
 describe('memory', () => {
-  it('rounds of 60,000 adapt/predict calls and 12,000 async adaptations do not grow native memory or the heap', async () => {
+  it('rounds of 60,000 adapt/predict calls, 12,000 async adaptations and 3,300 meta-steps do not grow native memory or the heap', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const learner = new MetaLearner({ model: { layers: [1, 16, 1], activation: 'tanh', loss: 'mse' }, seed: 1 });
     const x = Float32Array.from({ length: 10 }, (_, i) => i / 5 - 1);
     const y = x.map(Math.sin);
+    // meta-steps in lanes (20 tasks: a group of 16 and one of 4 single tasks), sync and async
+    const stepper = new MetaLearner({ model: { layers: [1, 24, 24, 1], activation: 'relu', loss: 'mse' }, innerSteps: 2, seed: 2 });
+    const tasks = sinusoid({ seed: 4, shots: 5 }).sample(20);
     const round = async (n: number) => {
       for (let i = 0; i < n; i++) learner.adapt({ x, y }, { steps: 2 }).predict(x);
       for (let i = 0; i < n / 5; i += 100) await Promise.all(Array.from({ length: 100 }, () => learner.adaptAsync({ x, y })));
+      for (let i = 0; i < n / 20; i++) stepper.step(tasks);
+      for (let i = 0; i < n / 200; i++) await stepper.stepAsync(tasks);
     };
     const mb = (b: number) => b / 2 ** 20;
     // The resident set follows V8's heap sizing and the C allocator's arenas, which grow in
     // steps of MBs without a leak; the bytes malloc has handed out and not taken back do not,
     // except once when a thread first allocates its scratch memory. So: one warm-up round, then
     // three measured rounds; a leak grows every round, a one-off allocation only once.
-    const sample = () => {
+    // (V8 frees the backing stores of collected ArrayBuffers on a background sweeper: wait for it)
+    const sample = async () => {
+      gc();
+      await new Promise((r) => setTimeout(r, 50));
       gc();
       return { malloc: loadNative().mallocInUse(), mem: process.memoryUsage() };
     };
     await round(60_000);
-    const s0 = sample();
+    const s0 = await sample();
     const deltas: number[] = [];
     let last = s0;
     for (let r = 0; r < 3; r++) {
       await round(60_000);
-      const now = sample();
+      const now = await sample();
       deltas.push(mb(last.malloc >= 0 ? now.malloc - last.malloc : now.mem.rss - last.mem.rss));
       last = now;
     }
