@@ -148,3 +148,36 @@ describe('README', () => {
     expect(pred.length).toBe(mod.task.yq.length);
   }, 60_000);
 });
+
+describe('FewShotClassifier.logits on the fast kernels', () => {
+  it('match the double-precision core (query embeddings in float32 vs float64: 1e-5)', async () => {
+    const { loadNative } = await import('../src/loader.js');
+    for (const [algorithm, fsAlgorithm] of [['protonet', 0], ['matching', 1]] as const) {
+      const learner = new FewShotLearner({ algorithm, embedding: { layers: [6, 37, 9] }, seed: 3 });
+      const e = clusterEpisodes(new Rng(8), 6, 2, 3, 1, 300);
+      const clf = learner.adapt({ x: e.xs, labels: e.ys });
+      const support = learner.embed(e.xs);
+      const n = e.xq.length / 6;
+      const ref = loadNative().fewshotLogits({
+        fsAlgorithm,
+        embLayers: Int32Array.from([6, 37, 9]),
+        embActivation: 0,
+        params: Float64Array.from(learner.params),
+        ways: 3,
+        ns: e.ys.length,
+        supportEmb: Float64Array.from(support),
+        supportLabels: e.ys,
+        x: Float64Array.from(e.xq),
+        n,
+      });
+      const got = clf.logits(e.xq);
+      let d = 0, nr = 0;
+      for (let i = 0; i < ref.length; i++) {
+        d += (got[i]! - ref[i]!) ** 2;
+        nr += ref[i]! ** 2;
+      }
+      expect(got.length).toBe(n * 3);
+      expect(Math.sqrt(d / nr)).toBeLessThan(1e-5);
+    }
+  });
+});

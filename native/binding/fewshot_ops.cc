@@ -20,6 +20,7 @@
 #include "args.hpp"
 #include "core/fewshot_batch.hpp"
 #include "core/optim.hpp"
+#include "cpu/fast.hpp"
 #include "cpu/fast_fewshot.hpp"
 #include "promise_worker.hpp"
 
@@ -242,6 +243,13 @@ Napi::Value logits_t(const Napi::Env& env, const Napi::Object& o, const FewShotS
   const int64_t n = integer(o, "n", 0, INT64_C(1) << 40);
   const T* x = view<T>(o, "x", checked_mul(n, s.emb.in_dim(), "x")).data;
   auto out = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(checked_mul(n, ways, "logits")));
+  if constexpr (std::is_same_v<T, float>) {  // the query embeddings on the fast kernels
+    static thread_local std::vector<float> eq;
+    eq.resize(static_cast<size_t>(checked_mul(n, s.dim(), "query embeddings")));
+    cpu::fast_forward(s.emb, theta, x, n, eq.data());
+    fewshot_logits(s, theta, es, ys, ns, ways, x, n, out.Data(), eq.data());
+    return out;
+  }
   fewshot_logits(s, theta, es, ys, ns, ways, x, n, out.Data());
   return out;
 }

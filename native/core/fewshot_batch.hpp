@@ -178,11 +178,12 @@ double fewshot_batch(const FewShotSpec& fs, const T* theta, const FewShotBatch<T
 // es [ns, D] with labels ys: the classifier's forward pass.
 template <class T>
 void fewshot_logits(const FewShotSpec& fs, const T* theta, const T* es, const int32_t* ys, int64_t ns, int64_t N,
-                    const T* xq, int64_t nq, T* logits) {
+                    const T* xq, int64_t nq, T* logits, const T* eq_given = nullptr) {
   static thread_local FewShotWork<T> w;
   static thread_local PlainRelation<T> r;
   if (nq == 0) return;
-  const T* eq = mlp_forward(fs.emb, theta, xq, nq, w.wq);
+  // the query embeddings: computed here, or given (eq_given [nq, D], e.g. by the fast kernels)
+  const T* eq = eq_given ? eq_given : mlp_forward(fs.emb, theta, xq, nq, w.wq);
   r.bind(fs.rel, theta + fs.emb.n_params);
   head_forward(fs, r, es, ys, ns, eq, nq, N, w);
   std::memcpy(logits, w.logits.data(), sizeof(T) * static_cast<size_t>(nq * N));
