@@ -80,6 +80,18 @@ describe('meta-gradients in lanes match the reference core (float32)', () => {
     for (const algorithm of ['maml', 'fomaml', 'reptile', 'anil'] as const) check(model, batch as never, { algorithm, innerLr: 0.2, innerSteps: 2 }, 1e-4);
   });
 
+  it('one thread reuses its lane memory across models of the same widths but another activation', () => {
+    // (a tanh model keeps more per inner step than a ReLU one of the same widths)
+    setThreads(1);
+    const rng = new Rng(31);
+    for (const activation of ['relu', 'tanh', 'relu', 'tanh'] as const) {
+      const model: ModelSpec = { layers: [2, 12, 12, 2], activation, loss: 'mse' };
+      const batch = toF32(randomBatch(rng, model, 16, 5, 4));
+      check(model, batch, { algorithm: 'maml', innerLr: 0.1, innerSteps: 2 }, 2e-4);
+    }
+    setThreads(initialThreads);
+  });
+
   it('reptile without query sets: the support loss at the adapted parameters, the same step', () => {
     const model = MODELS[0]!;
     const rng = new Rng(5);

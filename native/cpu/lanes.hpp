@@ -100,6 +100,7 @@ struct LaneWork {
   LaneBuf<V> xs, xq;               // the support and query inputs [rows][d0]
   std::vector<float> out, rout, dout;  // one lane's outputs, R(outputs) and loss gradient [n, dL]
   std::vector<int64_t> dims;
+  Activation act_kind = Activation::ReLU;  // tanh keeps the step passes' da, ReLU does not
   int64_t rows_cap = -1;
   int steps_cap = -1;
   bool second = false, rates = false;
@@ -108,9 +109,10 @@ struct LaneWork {
     const ModelSpec& s = f.spec;
     const int L = s.layers();
     const bool tanh_act = s.act == Activation::Tanh;
-    const bool grow = dims != s.dims || rows > rows_cap;
+    const bool grow = dims != s.dims || s.act != act_kind || rows > rows_cap;
     if (grow) {
       dims = s.dims;
+      act_kind = s.act;
       rows_cap = std::max(rows, rows_cap);
       scratch.reserve(f, rows_cap, false);
       xs.assign(rows_cap * s.dims[0]);
