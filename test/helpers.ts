@@ -98,3 +98,43 @@ export function toF32<T>(b: T): T {
   for (const [k, v] of Object.entries(b as Record<string, unknown>)) out[k] = v instanceof Float64Array ? Float32Array.from(v) : v;
   return out as T;
 }
+
+/**
+ * Native and JS memory growth over rounds of calls: one warm-up round (threads allocate their
+ * scratch memory once), then `rounds` measured rounds; per round, the change of the bytes
+ * malloc has handed out and not taken back (or of the resident set where mallinfo2 is
+ * missing), in MB, and the heap / ArrayBuffer growth over all of them. Each sample runs the
+ * garbage collector, waits for V8's background ArrayBuffer sweeper, and collects again.
+ */
+export async function memoryRounds(round: () => Promise<void>, rounds = 3) {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  const { loadNative } = await import('../src/loader.js');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const mb = (b: number) => b / 2 ** 20;
+  const sample = async () => {
+    gc();
+    await new Promise((r) => setTimeout(r, 50));
+    gc();
+    return { malloc: loadNative().mallocInUse(), mem: process.memoryUsage() };
+  };
+  await round();
+  const s0 = await sample();
+  const deltas: number[] = [];
+  let last = s0;
+  for (let r = 0; r < rounds; r++) {
+    await round();
+    const now = await sample();
+    deltas.push(mb(last.malloc >= 0 ? now.malloc - last.malloc : now.mem.rss - last.mem.rss));
+    last = now;
+  }
+  return {
+    /** whether deltas are malloc's bytes in use (else the resident set) */
+    malloc: s0.malloc >= 0,
+    deltas,
+    total: deltas.reduce((a, b) => a + b, 0),
+    heapMB: mb(last.mem.heapUsed - s0.mem.heapUsed),
+    externalMB: mb(last.mem.external - s0.mem.external),
+  };
+}

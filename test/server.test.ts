@@ -1,10 +1,8 @@
 // Servers first: concurrent asynchronous calls on several learners are safe and give the same
 // answers as synchronous ones, and repeated calls do not grow memory.
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, it, expect } from 'vitest';
 import { MetaLearner, metaGradient, sinusoid } from '../src/index.js';
-import { loadNative } from '../src/loader.js';
+import { memoryRounds } from './helpers.js';
 
 const model = { layers: [1, 32, 32, 1], activation: 'relu', loss: 'mse' } as const;
 
@@ -36,8 +34,6 @@ describe('concurrency', () => {
 
 describe('memory', () => {
   it('rounds of 60,000 adapt/predict calls, 12,000 async adaptations and 3,300 meta-steps do not grow native memory or the heap', async () => {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as () => void;
     const learner = new MetaLearner({ model: { layers: [1, 16, 1], activation: 'tanh', loss: 'mse' }, seed: 1 });
     const x = Float32Array.from({ length: 10 }, (_, i) => i / 5 - 1);
     const y = x.map(Math.sin);
@@ -50,34 +46,14 @@ describe('memory', () => {
       for (let i = 0; i < n / 20; i++) stepper.step(tasks);
       for (let i = 0; i < n / 200; i++) await stepper.stepAsync(tasks);
     };
-    const mb = (b: number) => b / 2 ** 20;
     // The resident set follows V8's heap sizing and the C allocator's arenas, which grow in
-    // steps of MBs without a leak; the bytes malloc has handed out and not taken back do not,
-    // except once when a thread first allocates its scratch memory. So: one warm-up round, then
-    // three measured rounds; a leak grows every round, a one-off allocation only once.
-    // (V8 frees the backing stores of collected ArrayBuffers on a background sweeper: wait for it)
-    const sample = async () => {
-      gc();
-      await new Promise((r) => setTimeout(r, 50));
-      gc();
-      return { malloc: loadNative().mallocInUse(), mem: process.memoryUsage() };
-    };
-    await round(60_000);
-    const s0 = await sample();
-    const deltas: number[] = [];
-    let last = s0;
-    for (let r = 0; r < 3; r++) {
-      await round(60_000);
-      const now = await sample();
-      deltas.push(mb(last.malloc >= 0 ? now.malloc - last.malloc : now.mem.rss - last.mem.rss));
-      last = now;
-    }
-    console.log(`memory growth per round of 72,000 calls (${s0.malloc >= 0 ? 'malloc in use' : 'rss'}): ${deltas.map((d) => d.toFixed(3)).join(', ')} MB; heap used ${mb(last.mem.heapUsed - s0.mem.heapUsed).toFixed(2)} MB, external ${mb(last.mem.external - s0.mem.external).toFixed(2)} MB over the three`);
+    // steps of MBs without a leak; the bytes malloc has handed out and not taken back do not.
+    const m = await memoryRounds(() => round(60_000));
+    console.log(`memory growth per round of 72,000 calls (${m.malloc ? 'malloc in use' : 'rss'}): ${m.deltas.map((d) => d.toFixed(3)).join(', ')} MB; heap used ${m.heapMB.toFixed(2)} MB, external ${m.externalMB.toFixed(2)} MB over the three`);
     // a leak of 100 bytes a call would add 7 MB to every round, 21 MB to the three; what moves
     // without a leak (V8's own allocations) stays within a few MB either way
-    const total = deltas.reduce((a, b) => a + b, 0);
-    expect(total).toBeLessThan(s0.malloc >= 0 ? 5 : 16);
-    expect(mb(last.mem.heapUsed - s0.mem.heapUsed)).toBeLessThan(2);
-    expect(mb(last.mem.external - s0.mem.external)).toBeLessThan(2);
+    expect(m.total).toBeLessThan(m.malloc ? 5 : 16);
+    expect(m.heapMB).toBeLessThan(2);
+    expect(m.externalMB).toBeLessThan(2);
   }, 120_000);
 });
