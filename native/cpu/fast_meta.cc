@@ -181,7 +181,7 @@ int fast_level() {
 // S + 1 parameter copies and S steps' passes, one per lane) would exceed kMaxLaneBytes.
 // MAML_LANES=0 turns the lanes off (for comparisons).
 constexpr int64_t kMaxLaneParams = 16384;
-constexpr int64_t kMaxLaneBytes = INT64_C(64) << 20;
+constexpr int64_t kMaxLaneBytes = INT64_C(32) << 20;  // kept per thread (thread_local) once used
 
 // Tasks per lane group on this machine, or 0 (no lanes).
 int lanes_for(const ModelSpec& fast_spec) {
