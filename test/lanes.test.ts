@@ -92,6 +92,13 @@ describe('meta-gradients in lanes match the reference core (float32)', () => {
     setThreads(initialThreads);
   });
 
+  it('tasks whose lane group would pass the working-memory budget (1,500 rows each) run one by one, correctly', () => {
+    const model = MODELS[0]!;
+    const rng = new Rng(41);
+    const batch = toF32(randomBatch(rng, model, 16, 1500, 10));
+    check(model, batch, { algorithm: 'maml', innerLr: 0.01, innerSteps: 1 }, 2e-5);
+  });
+
   it('reptile without query sets: the support loss at the adapted parameters, the same step', () => {
     const model = MODELS[0]!;
     const rng = new Rng(5);
