@@ -88,7 +88,9 @@ describe('FewShotLearner API', () => {
     it(`${options.algorithm}: adapt + predict classify points near each support example's cluster`, () => {
       const learner = new FewShotLearner(options);
       const rng = new Rng(4);
-      for (let i = 0; i < 150; i++) learner.step(clusterEpisodes(rng, 8, 8, 4, 2, 3));
+      // (300 steps: at 150, Relation Networks reached 95% with AVX-512's rounding but 90% with
+      // AVX2's or baseline's; the test must hold on every instruction set)
+      for (let i = 0; i < 300; i++) learner.step(clusterEpisodes(rng, 8, 8, 4, 2, 3));
       const e = clusterEpisodes(new Rng(5), 8, 1, 4, 2, 10, 0.2);
       const clf = learner.adapt({ x: e.xs, labels: e.ys });
       expect(clf.ways).toBe(4);
