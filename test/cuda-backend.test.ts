@@ -10,8 +10,9 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MamlError, MetaLearner, sinusoid, type Algorithm, type ErrorCode, type ModelSpec } from '../src/index.js';
+import { MamlError, MetaLearner, sinusoid, type Algorithm, type ModelSpec } from '../src/index.js';
 import { _resetLoaderForTests, backendInfo, resolveDevice } from '../src/loader.js';
+import { codeOf, rejection } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fake = path.join(here, 'fixtures', 'fake-cuda-addon.cjs');
@@ -32,20 +33,6 @@ afterAll(() => {
 
 const SINE: ModelSpec = { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' };
 
-function codeOf(fn: () => unknown): ErrorCode | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(MamlError);
-    return (err as MamlError).code;
-  }
-  return undefined;
-}
-async function rejection(p: Promise<unknown>): Promise<MamlError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(MamlError);
-  return err as MamlError;
-}
 
 describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
   it("'auto' and 'cuda' pick the device; backendInfo reports no error", () => {

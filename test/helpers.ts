@@ -3,6 +3,7 @@
 import { expect } from 'vitest';
 import { Rng } from '../src/rng.js';
 import type { ModelSpec } from '../src/model.js';
+import { MamlError, type ErrorCode } from '../src/errors.js';
 
 export function randomArray(rng: Rng, n: number, scale = 1, Kind: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array) {
   const a = new Kind(n);
@@ -137,4 +138,22 @@ export async function memoryRounds(round: () => Promise<void>, rounds = 3) {
     heapMB: mb(last.mem.heapUsed - s0.mem.heapUsed),
     externalMB: mb(last.mem.external - s0.mem.external),
   };
+}
+
+/** The MamlError code fn() throws (it must throw a MamlError, if anything), or undefined. */
+export function codeOf(fn: () => unknown): ErrorCode | undefined {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(MamlError);
+    return (err as MamlError).code;
+  }
+  return undefined;
+}
+
+/** The MamlError p rejects with (it must reject with one). */
+export async function rejection(p: Promise<unknown>): Promise<MamlError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(MamlError);
+  return err as MamlError;
 }

@@ -8,27 +8,15 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FewShotLearner, MamlError, MetaLearner, paramCount, sinusoid, type ErrorCode, type ModelSpec } from '../src/index.js';
+import { FewShotLearner, MetaLearner, paramCount, sinusoid, type ErrorCode, type ModelSpec } from '../src/index.js';
 import { Rng } from '../src/rng.js';
 import { clusterEpisodes } from './fewshot-helpers.js';
+import { codeOf, rejection } from './helpers.js';
 
 const SINE: ModelSpec = { layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' };
 const tasks = sinusoid({ shots: 5, queries: 5, seed: 31 });
 
-function codeOf(fn: () => unknown): ErrorCode | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(MamlError);
-    return (err as MamlError).code;
-  }
-  return undefined;
-}
-async function rejectionCode(p: Promise<unknown>): Promise<ErrorCode> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(MamlError);
-  return (err as MamlError).code;
-}
+const rejectionCode = async (p: Promise<unknown>): Promise<ErrorCode> => (await rejection(p)).code;
 
 describe('MetaLearner.dispose (CPU)', () => {
   it('every later call throws DISPOSED; metadata getters still answer', async () => {
