@@ -46,7 +46,7 @@ def set_tf32(on):
     """TF32 for float32 matrix products on or off (the newer API where torch has it)."""
     try:
         torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
-    except (AttributeError, RuntimeError, ValueError):
+    except Exception:  # older torch: AttributeError or its own "Unknown attribute"
         torch.backends.cuda.matmul.allow_tf32 = on
 
 

@@ -9,9 +9,10 @@
 //                               1e-3 per step (rate gradients), 1e-3 (parameters after 5 steps).
 //   gpu_check sanitize          a few small parity cases, to run under compute-sanitizer
 //   gpu_check bench OUT.json    median wall time of CudaLearner::step (batch upload, kernels,
-//                               read-back, update) for the issue's cases, with 128 and 256
+//                               read-back, update) for the issue's cases, with 64, 128 and 256
 //                               threads per task block, and the kernels' device time (CUDA
-//                               events); JSON lines to OUT.json, the faster block size last
+//                               events); JSON lines to OUT.json, the fastest block size last
+//   gpu_check profile           two meta-steps of each bench case (256 threads), for ncu
 //
 // Build (bench/gpu.sh does it):
 //   nvcc -std=c++17 -O3 -arch=sm_90 -I native bench/gpu/gpu_check.cu native/cuda/meta_kernels.cu \
@@ -335,26 +336,49 @@ int parity() {
   return failures ? 1 : 0;
 }
 
+struct BenchCase {
+  const char* name;
+  std::vector<int64_t> dims;
+  int64_t B;
+  int steps;
+};
+const BenchCase kBenchCases[] = {
+    {"sine_B1024_S5", {1, 40, 40, 1}, 1024, 5},
+    {"sine_B25_S5", {1, 40, 40, 1}, 25, 5},
+    {"wide_B256_S5", {1, 256, 256, 1}, 256, 5},
+    {"sine_B25_S1", {1, 40, 40, 1}, 25, 1},
+};
+
+// The learner configuration of a bench case: MAML, fixed inner rate 0.01, Adam.
+cuda::LearnerConfig bench_config(const BenchCase& bc, std::mt19937& rng) {
+  Case c;
+  c.dims = bc.dims;
+  c.steps = bc.steps;
+  const Setup st = setup_of(c, rng, false);
+  cuda::LearnerConfig lc = learner_config(st, init_params(st.spec, rng));
+  for (float& r : lc.fixed_rates) r = 0.01f;
+  return lc;
+}
+
+int profile() {
+  std::mt19937 rng(7);
+  for (const BenchCase& bc : kBenchCases) {
+    const cuda::LearnerConfig lc = bench_config(bc, rng);
+    cuda::CudaLearner learner(lc);
+    for (int t = 1; t <= 2; ++t) learner.step(host_of(make_batch(rng, lc.spec, bc.B, 10, 10, false)), t);
+    std::printf("profile %s: 2 steps (%s memory)\n", bc.name, learner.last_memory());
+  }
+  return 0;
+}
+
 int bench(const char* out_path) {
   FILE* out = std::fopen(out_path, "w");
   if (!out) {
     std::perror(out_path);
     return 1;
   }
-  struct BenchCase {
-    const char* name;
-    std::vector<int64_t> dims;
-    int64_t B;
-    int steps;
-  };
-  const BenchCase cases[] = {
-      {"sine_B1024_S5", {1, 40, 40, 1}, 1024, 5},
-      {"sine_B25_S5", {1, 40, 40, 1}, 25, 5},
-      {"wide_B256_S5", {1, 256, 256, 1}, 256, 5},
-      {"sine_B25_S1", {1, 40, 40, 1}, 25, 1},
-  };
   std::mt19937 rng(7);
-  for (const BenchCase& bc : cases) {
+  for (const BenchCase& bc : kBenchCases) {
     // FLOPs per meta-step (MAML): F = 2 n Σ d_{l-1} d_l per pass; inner steps 3F each, reverse
     // steps 9F each (forward, R-forward, backward, R-backward), query 3F: (12 S + 3) F per task.
     double sum = 0;
@@ -362,16 +386,11 @@ int bench(const char* out_path) {
     const double flops = (12.0 * bc.steps + 3) * 2 * 10 * sum * bc.B;
     std::string best;
     double best_us = INFINITY;
-    for (const int threads : {128, 256}) {
+    for (const int threads : {64, 128, 256}) {
       try {
-        Case c;
-        c.dims = bc.dims;
-        c.steps = bc.steps;
-        const Setup st = setup_of(c, rng, false);
-        cuda::LearnerConfig lc = learner_config(st, init_params(st.spec, rng));
-        for (float& r : lc.fixed_rates) r = 0.01f;
+        const cuda::LearnerConfig lc = bench_config(bc, rng);
         std::vector<Batch> batches;
-        for (int i = 0; i < 8; ++i) batches.push_back(make_batch(rng, st.spec, bc.B, 10, 10, false));
+        for (int i = 0; i < 8; ++i) batches.push_back(make_batch(rng, lc.spec, bc.B, 10, 10, false));
         setenv("MAML_CUDA_THREADS", std::to_string(threads).c_str(), 1);
         unsetenv("MAML_CUDA_TIMING");
         std::vector<double> us;
@@ -438,11 +457,12 @@ int main(int argc, char** argv) {
   try {
     if (mode == "parity") return parity();
     if (mode == "sanitize") return sanitize();
+    if (mode == "profile") return profile();
     if (mode == "bench" && argc > 2) return bench(argv[2]);
   } catch (const std::exception& e) {
     std::printf("FAILED: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: gpu_check parity | gpu_check sanitize | gpu_check bench OUT.json\n");
+  std::fprintf(stderr, "usage: gpu_check parity | gpu_check sanitize | gpu_check profile | gpu_check bench OUT.json\n");
   return 2;
 }
