@@ -3,7 +3,8 @@
 #   1. machine facts (nvidia-smi, nvcc, node, torch)
 #   2. build bench/gpu/gpu_check (nvcc; no Node needed; falls back to .gpunode/gpu_check, built
 #      here by bench/gpu/pack-node.mjs) and run its parity tests against the float64 core
-#   3. timing of the cases: maml-native (gpu_check bench), then PyTorch on the same GPU
+#   3. timing of the cases: maml-native (gpu_check bench; also the build of an earlier commit
+#      where pack-node.mjs --prev packed one), then PyTorch on the same GPU
 #   4. the Node.js suites on the GPU with the real vitest (cuda-parity, loader, learner-dispose,
 #      cuda-backend): from .gpunode/ (node, pruned node_modules and both addons, packed by
 #      `node bench/gpu/pack-node.mjs`) where the machine has no Node; else, where node and
@@ -79,6 +80,12 @@ if [ $build_ok = 1 ]; then
   if [ "$t" = 0 ]; then skipped "timing" 40; else timeout "$t" "$BIN" bench "$OUT/ours.json"; fi
 fi
 
+if [ $build_ok = 1 ] && [ -x .gpunode/gpu_check_prev ]; then
+  stage "timing: the previous build, commit $(cat .gpunode/gpu_check_prev.commit 2>/dev/null) (.gpunode/gpu_check_prev), same run"
+  t=$(limit 60 40)
+  if [ "$t" = 0 ]; then skipped "the previous build" 40; else timeout "$t" .gpunode/gpu_check_prev bench /tmp/maml-prev.json; fi
+fi
+
 stage "timing: PyTorch on CUDA (bench/baselines/pytorch_maml_gpu.py)"
 t=$(limit 150 40)
 if [ "$t" = 0 ]; then skipped "PyTorch" 40; else PYTHONUNBUFFERED=1 timeout "$t" python3 bench/baselines/pytorch_maml_gpu.py "$OUT/torch.json"; fi
@@ -140,7 +147,7 @@ if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
     echo "=== ncu" >> "$OUT/tools.txt"
     timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-count 8 \
       --section SpeedOfLight --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis \
-      --section MemoryWorkloadAnalysis "$BIN" profile >> "$OUT/tools.txt" 2>&1
+      --section MemoryWorkloadAnalysis --section WarpStateStats --section SourceCounters "$BIN" profile >> "$OUT/tools.txt" 2>&1
     echo "exit $?"
     grep -E "^  meta_tasks_kernel|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Dynamic Shared|Block Size|Grid Size" "$OUT/tools.txt" | tail -48
   fi

@@ -10,10 +10,14 @@
 //   maml_cuda.node      the CUDA addon built here (build-cuda/Release; sm_80/sm_90 + PTX)
 //   gpu_check           bench/gpu/gpu_check.cu built here with nvcc (where nvcc is found), the
 //                       fallback of bench/gpu.sh if building it there fails
+//   gpu_check_prev      with --prev COMMIT: gpu_check built from that commit's sources (a git
+//                       worktree in the temporary folder), timed by bench/gpu.sh beside the
+//                       current build in the same run
 // bench/gpu.sh unpacks it when present and runs the GPU vitest suites with the real vitest.
-//   node bench/gpu/pack-node.mjs
+//   node bench/gpu/pack-node.mjs [--prev COMMIT]
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -68,11 +72,25 @@ for (const [from, to] of [
   else console.warn(`pack-node: ${from} is missing (npm run build:native first)`);
 }
 const nvcc = spawnSync('nvcc', ['--version'], { encoding: 'utf8' }).status === 0;
-if (nvcc) {
-  // the same command line as bench/gpu.sh's
+// the same command line as bench/gpu.sh's
+const buildCheck = (cwd, file) =>
   execFileSync('nvcc', ['-std=c++17', '-O3', `-arch=${process.env.MAML_GPU_ARCH ?? 'sm_90'}`, '-I', 'native', 'bench/gpu/gpu_check.cu',
-    'native/cuda/meta_kernels.cu', 'native/cuda/cuda_learner.cu', 'native/cpu/thread_pool.cc', '-lpthread', '-o', path.join(out, 'gpu_check')],
-    { cwd: root, stdio: 'inherit' });
+    'native/cuda/meta_kernels.cu', 'native/cuda/cuda_learner.cu', 'native/cpu/thread_pool.cc', '-lpthread', '-o', file],
+    { cwd, stdio: 'inherit' });
+const prevAt = process.argv.indexOf('--prev');
+if (nvcc) {
+  buildCheck(root, path.join(out, 'gpu_check'));
+  if (prevAt > 0) {
+    const commit = process.argv[prevAt + 1];
+    const tree = fs.mkdtempSync(path.join(os.tmpdir(), 'maml-prev-'));
+    execFileSync('git', ['worktree', 'add', '--detach', '-f', tree, commit], { cwd: root, stdio: 'inherit' });
+    try {
+      buildCheck(tree, path.join(out, 'gpu_check_prev'));
+      fs.writeFileSync(path.join(out, 'gpu_check_prev.commit'), execFileSync('git', ['rev-parse', '--short', commit], { cwd: root }));
+    } finally {
+      execFileSync('git', ['worktree', 'remove', '--force', tree], { cwd: root, stdio: 'inherit' });
+    }
+  }
 } else console.warn('pack-node: no nvcc here, so no prebuilt gpu_check (bench/gpu.sh builds it there)');
 let total = 0;
 for (const f of fs.readdirSync(out)) total += fs.statSync(path.join(out, f)).size;

@@ -17,7 +17,8 @@ namespace maml::cuda {
 namespace {
 
 // Threads per task block: 256, or MAML_CUDA_THREADS (a multiple of 32 in [32, 1024]) for
-// experiments (bench/gpu/gpu_check.cu times 128 and 256).
+// experiments (bench/gpu/gpu_check.cu times 64, 128 and 256); capped by what the task kernels
+// were compiled for (max_task_threads(): 256, their launch bounds).
 int block_threads() {
   const char* env = std::getenv("MAML_CUDA_THREADS");
   const int n = env ? std::atoi(env) : 256;

@@ -17,9 +17,11 @@
 #ifdef __CUDACC__
 #define MAML_HD __host__ __device__
 #define MAML_UNROLL _Pragma("unroll")
+#define MAML_UNROLL4 _Pragma("unroll 4")
 #else
 #define MAML_HD
 #define MAML_UNROLL
+#define MAML_UNROLL4
 #endif
 
 namespace maml::cuda {

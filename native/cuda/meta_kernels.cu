@@ -17,9 +17,14 @@
 namespace maml::cuda {
 namespace {
 
+// Registers: at most 128 per thread, so that two blocks of 256 threads share a multiprocessor
+// (the global-memory variant used 167 and ran one wide-net task per multiprocessor, waiting on
+// memory most of the time; the shared-memory variant fits in 127 anyway).
+constexpr int kTaskThreadsMax = 256, kTaskBlocksPerSM = 2;
+
 // Block b runs task task0 + b; with global working memory it uses scratch row b.
 template <bool kShared>
-__global__ void meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
+__global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
   extern __shared__ float smem[];
   const int t = task0 + static_cast<int>(blockIdx.x);
   float* work = kShared ? smem : scratch + static_cast<int64_t>(blockIdx.x) * lay.total;
@@ -28,7 +33,7 @@ __global__ void meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout la
 }
 
 template <bool kShared>
-__global__ void adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
+__global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
   extern __shared__ float smem[];
   const int t = task0 + static_cast<int>(blockIdx.x);
   float* work = kShared ? smem : scratch + static_cast<int64_t>(blockIdx.x) * lay.total;

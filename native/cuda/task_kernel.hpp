@@ -262,9 +262,10 @@ constexpr int kRows = 8;
 // [kTileI x kTileK] are loaded with consecutive threads on consecutive addresses into
 // block-shared scratch (rows padded to kTileLd: no bank conflicts), then every output of the
 // tile accumulates from there. Layers with din and dout >= kTileMin use them when the caller
-// provides the scratch (Pass::tile).
+// provides the scratch (Pass::tile). The sums of an output tile [kTileI x kTileJ] (and its R
+// part) stay in the scratch across the k-tiles and go to the work area once.
 constexpr int kTileJ = 64, kTileK = 32, kTileI = 32, kTileLd = kTileK + 1;
-constexpr int kTileFloats = 2 * kTileJ * kTileLd + 2 * kTileI * kTileLd;
+constexpr int kTileFloats = 2 * kTileJ * kTileLd + 2 * kTileI * kTileLd + 2 * kTileI * kTileJ;
 constexpr int kTileMin = 32;
 
 // Layer l's z = a W^T + b (and R(z) = R(a) W^T + a uW^T + ub when u), over tiles; then the
@@ -279,16 +280,17 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
   T* uWt = tile + kTileJ * kTileLd;
   T* Xt = tile + 2 * kTileJ * kTileLd;
   T* RXt = Xt + kTileI * kTileLd;
-  for (int e = tid; e < n * dout; e += nt) {
-    const int j = e % dout;
-    z[e] = th[m.b_off[l] + j];
-    if (u) rpre[e] = u[m.b_off[l] + j];
-  }
-  blk.sync();
+  T* Zt = RXt + kTileI * kTileLd;  // [ni, nj] sums of the output tile, then R(z)'s
+  T* Rt = Zt + kTileI * kTileJ;
   for (int i0 = 0; i0 < n; i0 += kTileI) {
     const int ni = n - i0 < kTileI ? n - i0 : kTileI;
     for (int j0 = 0; j0 < dout; j0 += kTileJ) {
       const int nj = dout - j0 < kTileJ ? dout - j0 : kTileJ;
+      for (int e = tid; e < ni * nj; e += nt) {
+        const int jj = e % nj;
+        Zt[e] = th[m.b_off[l] + j0 + jj];
+        if (u) Rt[e] = u[m.b_off[l] + j0 + jj];
+      }
       for (int k0 = 0; k0 < din; k0 += kTileK) {
         const int nk = din - k0 < kTileK ? din - k0 : kTileK;
         for (int e = tid; e < nj * nk; e += nt) {
@@ -310,8 +312,7 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
           const T* wr = Wt + jj * kTileLd;
           T acc = T(0);
           for (int kk = 0; kk < nk; ++kk) acc += x[kk] * wr[kk];
-          const int64_t o = static_cast<int64_t>(i0 + ii) * dout + j0 + jj;
-          z[o] += acc;
+          Zt[e] += acc;
           if (u) {
             const T* ur = uWt + jj * kTileLd;
             T r = T(0);
@@ -320,11 +321,18 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
               const T* rx = RXt + ii * kTileLd;
               for (int kk = 0; kk < nk; ++kk) r += rx[kk] * wr[kk];
             }
-            rpre[o] += r;
+            Rt[e] += r;
           }
         }
         blk.sync();
       }
+      for (int e = tid; e < ni * nj; e += nt) {
+        const int ii = e / nj, jj = e - ii * nj;
+        const int64_t o = static_cast<int64_t>(i0 + ii) * dout + j0 + jj;
+        z[o] = Zt[e];
+        if (u) rpre[o] = Rt[e];
+      }
+      blk.sync();
     }
   }
   if (l < m.L) {
@@ -450,6 +458,8 @@ MAML_HD void delta_rows(const KModel& m, int l, const T* th, const T* u, const P
   const T* rdz0 = w.rdz + static_cast<int64_t>(i0) * dout;
   T da[R], rda[R];
   for (int r = 0; r < R; ++r) da[r] = rda[r] = T(0);
+  // unrolled: several weight loads in flight (each iteration's loads are independent)
+MAML_UNROLL4
   for (int j = 0; j < dout; ++j) {
     const T wjk = W[static_cast<int64_t>(j) * din + k];
 MAML_UNROLL
@@ -473,11 +483,73 @@ MAML_UNROLL
   }
 }
 
+// Writes parameter p's gradient g (and curvature product hv) where e says.
+template <class T>
+MAML_HD inline void emit_param(const Emit<T>& e, int p, T g, T hv, bool with_r) {
+  if (e.g_out) e.g_out[p] = g;
+  if (e.next) e.next[p] = p >= e.begin ? e.cur[p] - e.rate[p * e.param_stride] * g : e.cur[p];
+  if (e.vacc) e.vacc[p] += e.scale * g;
+  if (with_r) e.vsub[p] -= hv;
+}
+
+// Weight gradients of a wide layer in register tiles: the weights W[j0..j0+TJ−1, k0..k0+TK−1]
+// (cut at the layer's edges) from one pass over the rows, each row's TK inputs and TJ deltas
+// loaded once for the TJ x TK products (the one-weight-per-thread loop loads two values per
+// product). Per weight the sums run in the same order as there (rows ascending; with R, the
+// R(dz) x term before the dz R(x) term), so both give the same bits.
+constexpr int kTileGJ = 4, kTileGK = 4;
+
+template <class T>
+MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, const Pass<T>& w, int n, int j0, int k0,
+                         const Emit<T>& e, bool want_g, bool with_r) {
+  const int din = m.dims[l - 1], dout = m.dims[l];
+  T g[kTileGJ][kTileGK], hv[kTileGJ][kTileGK];
+  MAML_UNROLL
+  for (int a = 0; a < kTileGJ; ++a)
+    MAML_UNROLL
+    for (int b = 0; b < kTileGK; ++b) g[a][b] = hv[a][b] = T(0);
+  const int nj = dout - j0 < kTileGJ ? dout - j0 : kTileGJ, nk = din - k0 < kTileGK ? din - k0 : kTileGK;
+  for (int i = 0; i < n; ++i) {
+    T x[kTileGK], rx[kTileGK], dz[kTileGJ], rdz[kTileGJ];
+    const T* xi = in + static_cast<int64_t>(i) * din + k0;
+    const T* rxi = rin ? rin + static_cast<int64_t>(i) * din + k0 : nullptr;
+    const T* dzi = w.dz + static_cast<int64_t>(i) * dout + j0;
+    const T* rdzi = w.rdz + static_cast<int64_t>(i) * dout + j0;
+    MAML_UNROLL
+    for (int b = 0; b < kTileGK; ++b) {
+      x[b] = b < nk ? xi[b] : T(0);
+      rx[b] = rxi && b < nk ? rxi[b] : T(0);
+    }
+    MAML_UNROLL
+    for (int a = 0; a < kTileGJ; ++a) {
+      dz[a] = a < nj ? dzi[a] : T(0);
+      rdz[a] = with_r && a < nj ? rdzi[a] : T(0);
+    }
+    MAML_UNROLL
+    for (int a = 0; a < kTileGJ; ++a)
+      MAML_UNROLL
+      for (int b = 0; b < kTileGK; ++b) {
+        if (want_g) g[a][b] += dz[a] * x[b];
+        if (with_r) {
+          hv[a][b] += rdz[a] * x[b];
+          if (rin) hv[a][b] += dz[a] * rx[b];
+        }
+      }
+  }
+  MAML_UNROLL
+  for (int a = 0; a < kTileGJ; ++a)
+    MAML_UNROLL
+    for (int b = 0; b < kTileGK; ++b)
+      if (a < nj && b < nk) emit_param(e, m.w_off[l] + (j0 + a) * din + k0 + b, g[a][b], hv[a][b], with_r);
+}
+
 // Backward sweep (and R-backward when e.vsub, which needs forward_pass with u), per layer:
 //   dW_l = dz_lᵀ a_{l−1}   db_l = Σ_rows dz_l   dz_{l−1} = (dz_l W_l) ⊙ f'(a_{l−1})
 //   R(dW_l) = R(dz_l)ᵀ a_{l−1} + dz_lᵀ R(a_{l−1})   R(db_l) = Σ_rows R(dz_l)
 //   R(dz_{l−1}) = (R(dz_l) W_l + dz_l uW_l) ⊙ f' + (dz_l W_l) ⊙ f'' ⊙ R(z_{l−1})
-// One phase per layer: its parameters and the deltas of the layer below are independent.
+// One phase per layer: its parameters and the deltas of the layer below are independent. The
+// items of a phase: the weights (one per thread, or register tiles where the layer has at least
+// 4 tiles per thread: wide layers), the biases, then the deltas.
 template <class T, class Block>
 MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
                            Pass<T> w, const Emit<T>& e) {
@@ -489,13 +561,19 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
     const int64_t prev_off = l > 1 ? off - static_cast<int64_t>(n) * din : 0;
     const T* in = l > 1 ? w.act + prev_off : set.x;
     const T* rin = (with_r && l > 1) ? w.ract + prev_off : nullptr;
-    const int n_par = dout * (din + 1);
+    const int tj = (dout + kTileGJ - 1) / kTileGJ, tk = (din + kTileGK - 1) / kTileGK;
+    const bool tiled = tj * tk >= 4 * blk.size();
+    const int n_w = tiled ? tj * tk : dout * din;  // weight items
+    const int n_par = n_w + dout;                  // then the biases
     const bool chunked = n * din >= 4 * blk.size();
     const int n_all = n_par + (l > 1 ? (chunked ? (n + kRows - 1) / kRows : n) * din : 0);
     for (int idx = blk.tid(); idx < n_all; idx += blk.size()) {
-      if (idx < n_par) {
-        const int j = idx / (din + 1), k = idx - j * (din + 1);
-        const bool bias = k == din;
+      if (idx < n_w && tiled) {
+        const int jt = idx / tk, kt = idx - jt * tk;
+        weight_tile(m, l, in, rin, w, n, jt * kTileGJ, kt * kTileGK, e, want_g, with_r);
+      } else if (idx < n_par) {
+        const bool bias = idx >= n_w;
+        const int j = bias ? idx - n_w : idx / din, k = bias ? din : idx - j * din;
         const int p = bias ? m.b_off[l] + j : m.w_off[l] + j * din + k;
         T g = T(0), hv = T(0);
         for (int i = 0; i < n; ++i) {
@@ -507,10 +585,7 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
             if (rin && !bias) hv += dzij * rin[static_cast<int64_t>(i) * din + k];
           }
         }
-        if (e.g_out) e.g_out[p] = g;
-        if (e.next) e.next[p] = p >= e.begin ? e.cur[p] - e.rate[p * e.param_stride] * g : e.cur[p];
-        if (e.vacc) e.vacc[p] += e.scale * g;
-        if (with_r) e.vsub[p] -= hv;
+        emit_param(e, p, g, hv, with_r);
       } else if (chunked) {
         const int q = idx - n_par;
         const int ch = q / din, k = q - ch * din, i0 = ch * kRows;
