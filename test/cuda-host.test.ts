@@ -218,6 +218,37 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     }
   });
 
+  // Which path a backward phase takes depends on the block: weight gradients in register tiles
+  // where a layer has at least 4 tiles per thread (so 1 thread tiles almost every layer, 128
+  // threads only the 256-wide one), the layer's inputs and deltas staged in the tile scratch
+  // where they fit (tasks of at most 10 rows for the 256-wide layer with R; the ragged tasks
+  // here have up to 12). Those paths change where values are read from and which thread
+  // computes which sum, never the order of a sum: float32 meta-gradients must not depend on them.
+  it('float32: register-tiled and staged backward phases give the same bits as the plain ones', () => {
+    const rng = new Rng(23);
+    for (const [model, algorithm, rows] of [
+      [{ layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' }, 'maml', 12],
+      [{ layers: [7, 64, 37, 3], activation: 'tanh', loss: 'cross-entropy' }, 'meta-sgd', 9],
+      [{ layers: [3, 70, 45, 3], activation: 'relu', loss: 'binary-cross-entropy' }, 'anil', 14],
+      [{ layers: [5, 131, 33, 2], activation: 'tanh', loss: 'mse' }, 'reptile', 6],
+    ] as [ModelSpec, Algorithm, number][]) {
+      const batch = f32(raggedBatch(rng, model, 3, rows));
+      const o = options(rng, model, algorithm, 2, algorithm === 'meta-sgd' ? 'per-param' : 'per-step');
+      const o32 = { ...o, innerLr: o.innerLr instanceof Float64Array ? Float32Array.from(o.innerLr) : o.innerLr };
+      const a = args(model, Float32Array.from(initParams(model, { seed: 4 })), batch, o32, 'float32') as object;
+      for (const tiled of [false, true]) {
+        const one = addon.metaGradientCudaHost({ ...a, tiled, blockThreads: 1 });
+        const many = addon.metaGradientCudaHost({ ...a, tiled, blockThreads: 128 });
+        const what = `${algorithm} ${modelName(model)}, tiles ${tiled}`;
+        expect(Array.from(many.grad), what).toEqual(Array.from(one.grad));
+        // the loss and a per-step rate's gradient are sums over the block's threads (a tree
+        // whose shape depends on the block size): equal up to rounding
+        if (one.rateGrad) expectClose(many.rateGrad!, one.rateGrad, 1e-5, `${what}: rate gradient`);
+        expect(Math.abs(many.loss - one.loss)).toBeLessThanOrEqual(1e-6 * Math.abs(one.loss));
+      }
+    }
+  }, 60_000);
+
   it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
     const rng = new Rng(3);
     const model = EXTRA[0]!;

@@ -449,13 +449,13 @@ MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const
 //   R(dz_{l−1}) = (R(dz_l) W_l + dz_l uW_l) ⊙ f' + (dz_l W_l) ⊙ f'' ⊙ R(z_{l−1})
 // Each weight W[j, k] is read once for all R rows.
 template <int R, class T>
-MAML_HD void delta_rows(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, int64_t prev_off, int i0,
-                        int nr, int k, bool with_r) {
+MAML_HD void delta_rows(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dz, const T* rdz,
+                        int64_t prev_off, int i0, int nr, int k, bool with_r) {
   const int din = m.dims[l - 1], dout = m.dims[l];
   const T* W = th + m.w_off[l];
   const T* uW = with_r ? u + m.w_off[l] : nullptr;
-  const T* dz0 = w.dz + static_cast<int64_t>(i0) * dout;
-  const T* rdz0 = w.rdz + static_cast<int64_t>(i0) * dout;
+  const T* dz0 = dz + static_cast<int64_t>(i0) * dout;
+  const T* rdz0 = rdz + static_cast<int64_t>(i0) * dout;
   T da[R], rda[R];
   for (int r = 0; r < R; ++r) da[r] = rda[r] = T(0);
   // unrolled: several weight loads in flight (each iteration's loads are independent)
@@ -492,33 +492,35 @@ MAML_HD inline void emit_param(const Emit<T>& e, int p, T g, T hv, bool with_r) 
   if (with_r) e.vsub[p] -= hv;
 }
 
-// Weight gradients of a wide layer in register tiles: the weights W[j0..j0+TJ−1, k0..k0+TK−1]
-// (cut at the layer's edges) from one pass over the rows, each row's TK inputs and TJ deltas
-// loaded once for the TJ x TK products (the one-weight-per-thread loop loads two values per
-// product). Per weight the sums run in the same order as there (rows ascending; with R, the
-// R(dz) x term before the dz R(x) term), so both give the same bits.
+// Weight gradients of a wide layer in register tiles: rows j0..j0+TJ−1 and the columns
+// kt, kt + tk, kt + 2 tk, ... (TK of them, those < din) from one pass over the rows, each row's
+// TK inputs and TJ deltas loaded once for the TJ x TK products (the one-weight-per-thread loop
+// loads two values per product). Neighbouring threads take neighbouring kt, so every load and
+// store of the tile is coalesced. Per weight the sums run in the same order as there (rows
+// ascending; with R, the R(dz) x term before the dz R(x) term), so both give the same bits.
 constexpr int kTileGJ = 4, kTileGK = 4;
 
 template <class T>
-MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, const Pass<T>& w, int n, int j0, int k0,
-                         const Emit<T>& e, bool want_g, bool with_r) {
+MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, const T* dzs, const T* rdzs, int n, int j0,
+                         int kt, int tk, const Emit<T>& e, bool want_g, bool with_r) {
   const int din = m.dims[l - 1], dout = m.dims[l];
   T g[kTileGJ][kTileGK], hv[kTileGJ][kTileGK];
   MAML_UNROLL
   for (int a = 0; a < kTileGJ; ++a)
     MAML_UNROLL
     for (int b = 0; b < kTileGK; ++b) g[a][b] = hv[a][b] = T(0);
-  const int nj = dout - j0 < kTileGJ ? dout - j0 : kTileGJ, nk = din - k0 < kTileGK ? din - k0 : kTileGK;
+  const int nj = dout - j0 < kTileGJ ? dout - j0 : kTileGJ;
   for (int i = 0; i < n; ++i) {
     T x[kTileGK], rx[kTileGK], dz[kTileGJ], rdz[kTileGJ];
-    const T* xi = in + static_cast<int64_t>(i) * din + k0;
-    const T* rxi = rin ? rin + static_cast<int64_t>(i) * din + k0 : nullptr;
-    const T* dzi = w.dz + static_cast<int64_t>(i) * dout + j0;
-    const T* rdzi = w.rdz + static_cast<int64_t>(i) * dout + j0;
+    const T* xi = in + static_cast<int64_t>(i) * din + kt;
+    const T* rxi = rin ? rin + static_cast<int64_t>(i) * din + kt : nullptr;
+    const T* dzi = dzs + static_cast<int64_t>(i) * dout + j0;
+    const T* rdzi = rdzs + static_cast<int64_t>(i) * dout + j0;
     MAML_UNROLL
     for (int b = 0; b < kTileGK; ++b) {
-      x[b] = b < nk ? xi[b] : T(0);
-      rx[b] = rxi && b < nk ? rxi[b] : T(0);
+      const bool in_layer = kt + b * tk < din;
+      x[b] = in_layer ? xi[b * tk] : T(0);
+      rx[b] = rxi && in_layer ? rxi[b * tk] : T(0);
     }
     MAML_UNROLL
     for (int a = 0; a < kTileGJ; ++a) {
@@ -540,7 +542,7 @@ MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, cons
   for (int a = 0; a < kTileGJ; ++a)
     MAML_UNROLL
     for (int b = 0; b < kTileGK; ++b)
-      if (a < nj && b < nk) emit_param(e, m.w_off[l] + (j0 + a) * din + k0 + b, g[a][b], hv[a][b], with_r);
+      if (a < nj && kt + b * tk < din) emit_param(e, m.w_off[l] + (j0 + a) * din + kt + b * tk, g[a][b], hv[a][b], with_r);
 }
 
 // Backward sweep (and R-backward when e.vsub, which needs forward_pass with u), per layer:
@@ -549,7 +551,9 @@ MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, cons
 //   R(dz_{l−1}) = (R(dz_l) W_l + dz_l uW_l) ⊙ f' + (dz_l W_l) ⊙ f'' ⊙ R(z_{l−1})
 // One phase per layer: its parameters and the deltas of the layer below are independent. The
 // items of a phase: the weights (one per thread, or register tiles where the layer has at least
-// 4 tiles per thread: wide layers), the biases, then the deltas.
+// 4 tiles per thread: wide layers), the biases, then the deltas. Where the block has tile
+// scratch (the global-memory kernel) and the layer's inputs and deltas fit in it, they are
+// copied there first and every item reads them from block-shared memory.
 template <class T, class Block>
 MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
                            Pass<T> w, const Emit<T>& e) {
@@ -561,6 +565,28 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
     const int64_t prev_off = l > 1 ? off - static_cast<int64_t>(n) * din : 0;
     const T* in = l > 1 ? w.act + prev_off : set.x;
     const T* rin = (with_r && l > 1) ? w.ract + prev_off : nullptr;
+    const T* dz = w.dz;
+    const T* rdz = w.rdz;
+    const int64_t nx = static_cast<int64_t>(n) * din, nd = static_cast<int64_t>(n) * dout;
+    if (w.tile && nx * (rin ? 2 : 1) + nd * (with_r ? 2 : 1) <= kTileFloats) {
+      T* sx = w.tile;
+      T* srx = sx + nx;
+      T* sdz = srx + (rin ? nx : 0);
+      T* srdz = sdz + nd;
+      for (int64_t q = blk.tid(); q < nx; q += blk.size()) {
+        sx[q] = in[q];
+        if (rin) srx[q] = rin[q];
+      }
+      for (int64_t q = blk.tid(); q < nd; q += blk.size()) {
+        sdz[q] = w.dz[q];
+        if (with_r) srdz[q] = w.rdz[q];
+      }
+      blk.sync();
+      in = sx;
+      rin = rin ? srx : nullptr;
+      dz = sdz;
+      rdz = with_r ? srdz : w.rdz;
+    }
     const int tj = (dout + kTileGJ - 1) / kTileGJ, tk = (din + kTileGK - 1) / kTileGK;
     const bool tiled = tj * tk >= 4 * blk.size();
     const int n_w = tiled ? tj * tk : dout * din;  // weight items
@@ -570,7 +596,7 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
     for (int idx = blk.tid(); idx < n_all; idx += blk.size()) {
       if (idx < n_w && tiled) {
         const int jt = idx / tk, kt = idx - jt * tk;
-        weight_tile(m, l, in, rin, w, n, jt * kTileGJ, kt * kTileGK, e, want_g, with_r);
+        weight_tile(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r);
       } else if (idx < n_par) {
         const bool bias = idx >= n_w;
         const int j = bias ? idx - n_w : idx / din, k = bias ? din : idx - j * din;
@@ -578,10 +604,10 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
         T g = T(0), hv = T(0);
         for (int i = 0; i < n; ++i) {
           const T x = bias ? T(1) : in[static_cast<int64_t>(i) * din + k];
-          const T dzij = w.dz[static_cast<int64_t>(i) * dout + j];
+          const T dzij = dz[static_cast<int64_t>(i) * dout + j];
           if (want_g) g += dzij * x;
           if (with_r) {
-            hv += w.rdz[static_cast<int64_t>(i) * dout + j] * x;
+            hv += rdz[static_cast<int64_t>(i) * dout + j] * x;
             if (rin && !bias) hv += dzij * rin[static_cast<int64_t>(i) * din + k];
           }
         }
@@ -589,11 +615,11 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
       } else if (chunked) {
         const int q = idx - n_par;
         const int ch = q / din, k = q - ch * din, i0 = ch * kRows;
-        delta_rows<kRows>(m, l, th, u, w, prev_off, i0, n - i0 < kRows ? n - i0 : kRows, k, with_r);
+        delta_rows<kRows>(m, l, th, u, w, dz, rdz, prev_off, i0, n - i0 < kRows ? n - i0 : kRows, k, with_r);
       } else {
         const int q = idx - n_par;
         const int i = q / din, k = q - i * din;
-        delta_rows<1>(m, l, th, u, w, prev_off, i, 1, k, with_r);
+        delta_rows<1>(m, l, th, u, w, dz, rdz, prev_off, i, 1, k, with_r);
       }
     }
     blk.sync();
