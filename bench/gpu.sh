@@ -151,6 +151,19 @@ if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
     echo "exit $?"
     grep -E "^  meta_tasks_kernel|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Dynamic Shared|Block Size|Grid Size" "$OUT/tools.txt" | tail -48
   fi
+  # where the wide net's kernel (the 5th launch of `profile`) stalls, per SASS instruction: the
+  # source page of a report, as CSV, appended to tools.txt
+  stage "ncu: stall samples per instruction of the wide net's kernel"
+  t=$(limit 60 30)
+  if [ "$t" = 0 ]; then skipped "ncu source" 30; else
+    rm -f /tmp/maml-wide.ncu-rep
+    timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-skip 4 --launch-count 1 \
+      --section WarpStateStats --section SourceCounters -o /tmp/maml-wide "$BIN" profile > /dev/null 2>&1
+    echo "profile exit $?"
+    echo "=== ncu source page (wide kernel, SASS)" >> "$OUT/tools.txt"
+    timeout 30 ncu --import /tmp/maml-wide.ncu-rep --page source --csv --print-source sass >> "$OUT/tools.txt" 2>&1
+    echo "source page exit $?; $(wc -l < "$OUT/tools.txt") lines in tools.txt"
+  fi
 fi
 
 stage "table"

@@ -35,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaLearnerGetState", Napi::Function::New(env, CudaLearnerGetState, "cudaLearnerGetState"));
   exports.Set("cudaLearnerSetState", Napi::Function::New(env, CudaLearnerSetState, "cudaLearnerSetState"));
   exports.Set("cudaLearnerAdapt", Napi::Function::New(env, CudaLearnerAdapt, "cudaLearnerAdapt"));
+  exports.Set("cudaLearnerAdaptAsync", Napi::Function::New(env, CudaLearnerAdaptAsync, "cudaLearnerAdaptAsync"));
   exports.Set("cudaMetaGradient", Napi::Function::New(env, CudaMetaGradient, "cudaMetaGradient"));
 #endif
   exports.Set("fewshotGradient", Napi::Function::New(env, FewShotGradient, "fewshotGradient"));

@@ -84,4 +84,18 @@ export class CudaBackend {
   adapt(args: CudaAdaptArgs): Float32Array {
     return call(() => this.#addon.cudaLearnerAdapt(this.#handle, args));
   }
+
+  /**
+   * adapt() on a worker thread: the support sets are copied before this returns, the device
+   * work runs off the event loop. Until the promise settles every other call on this backend
+   * throws BUSY (MetaLearner queues its device calls so that this does not happen).
+   */
+  async adaptAsync(args: CudaAdaptArgs): Promise<Float32Array> {
+    const stack = new Error().stack;
+    try {
+      return await this.#addon.cudaLearnerAdaptAsync(this.#handle, args);
+    } catch (err) {
+      throw fromNative(err, stack);
+    }
+  }
 }

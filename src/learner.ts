@@ -210,7 +210,7 @@ export class MetaLearner {
   #stale = false;
   /** the step weights changed since the last CUDA step (they live on the GPU too) */
   #weightsChanged = false;
-  /** a CUDA stepAsync is running on a worker thread (the device state is being updated) */
+  /** a CUDA stepAsync or asynchronous adaptation is running on a worker thread (it holds the GPU state) */
   #cudaRunning = false;
   /** a CPU stepAsync is running on a native thread */
   #cpuRunning = false;
@@ -269,7 +269,7 @@ export class MetaLearner {
   #sync(where = 'params'): void {
     this.#checkAlive(where);
     if (this.#cudaRunning)
-      throw new MamlError('BUSY', `MetaLearner.${where}: a CUDA stepAsync is updating the state on the GPU; await it first`);
+      throw new MamlError('BUSY', `MetaLearner.${where}: an asynchronous call is using the state on the GPU; await it first`);
     if (this.#cpuRunning)
       throw new MamlError('BUSY', `MetaLearner.${where}: a stepAsync is updating the parameters on a native thread; await it first`);
     if (this.#cuda && this.#stale) {
@@ -541,7 +541,7 @@ export class MetaLearner {
   }
 
   /** Sends the adaptations coalesced for `steps` inner steps as one native call. */
-  #flush(steps: number): void {
+  #flush(steps: number, now = false): void {
     const group = this.#coalesced.get(steps);
     if (!group) return;
     this.#coalesced.delete(steps);
@@ -561,7 +561,19 @@ export class MetaLearner {
     });
     const batch: NativeBatch = { tasks: group.length, supportOffsets, xs, ...(labels ? { ysLabels: ys as Int32Array } : { ys: ys as Float32Array }) };
     const args = this.#adaptArgs(batch, steps);
-    this.#adaptNativeAsync(args).then(
+    const cuda = this.#cuda;
+    // On the GPU: in the queue's slot, or at once, synchronously, when a synchronous call
+    // (step, dispose) is about to change the state (#flushAll; nothing asynchronous is pending then)
+    const send = (): Promise<Float32Array> => {
+      if (!cuda) return this.#adaptNativeAsync(args);
+      if (!now) return this.#enqueue(() => this.#adaptNativeAsync(args));
+      try {
+        return Promise.resolve(cuda.adapt(args as CudaAdaptArgs));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
+    send().then(
       (out) => {
         const models = this.#batchModels(out as Float32Array, group.length);
         group.forEach((g, t) => g.resolve(models[t]!));
@@ -572,17 +584,18 @@ export class MetaLearner {
 
   /** Sends every coalesced adaptation now (before a synchronous step changes θ). */
   #flushAll(): void {
-    for (const steps of [...this.#coalesced.keys()]) this.#flush(steps);
+    for (const steps of [...this.#coalesced.keys()]) this.#flush(steps, true);
   }
 
   /**
    * Runs a read-only asynchronous call (an adaptation) in call order after the pending
    * meta-steps: at once when none is pending (native code copies θ and the batch before it
    * returns, so such calls run in parallel with each other and with later steps), queued
-   * behind them otherwise (then on a private copy of the batch).
+   * behind them otherwise (then on a private copy of the batch). On the GPU always queued: the
+   * adaptation holds the device state while it runs on its worker thread.
    */
   #afterSteps<R>(batch: NativeBatch, fn: (b: NativeBatch) => Promise<R>): Promise<R> {
-    if (this.#queue.pending === 0) return fn(batch);
+    if (this.#queue.pending === 0 && !this.#cuda) return fn(batch);
     const copy = snapshot(batch);
     return this.#enqueue(() => fn(copy));
   }
@@ -593,16 +606,20 @@ export class MetaLearner {
     return callNative((a) => a.adaptBatch(args)) as Float32Array;
   }
 
-  /** The same off the event loop (on the GPU it runs at once, with θ as it is now). */
-  #adaptNativeAsync(args: Parameters<NativeAddon['adaptBatch']>[0]): Promise<Float32Array> {
-    if (this.#cuda) {
-      try {
-        return Promise.resolve(this.#cuda.adapt(args as CudaAdaptArgs));
-      } catch (err) {
-        return Promise.reject(err);
-      }
+  /**
+   * The same off the event loop. On the GPU it holds the device state while it runs, so callers
+   * run it in the queue's slot (#afterSteps, #flush): later asynchronous calls wait for it and
+   * synchronous ones throw BUSY, as for stepAsync.
+   */
+  async #adaptNativeAsync(args: Parameters<NativeAddon['adaptBatch']>[0]): Promise<Float32Array> {
+    if (!this.#cuda) return callNativeAsync((a) => a.adaptBatchAsync(args)) as Promise<Float32Array>;
+    this.#checkAlive('adaptAsync');
+    this.#cudaRunning = true;
+    try {
+      return await this.#cuda.adaptAsync(args as CudaAdaptArgs);
+    } finally {
+      this.#cudaRunning = false;
     }
-    return callNativeAsync((a) => a.adaptBatchAsync(args)) as Promise<Float32Array>;
   }
 
   #batchModels(out: Float32Array, tasks: number): AdaptedModel[] {

@@ -221,6 +221,8 @@ export interface CudaAddon extends NativeAddon {
   cudaLearnerGetState(h: CudaLearnerHandle): Float32Array;
   cudaLearnerSetState(h: CudaLearnerHandle, state: Float32Array): void;
   cudaLearnerAdapt(h: CudaLearnerHandle, o: NativeBatch & { steps: number; rates: Float32Array; rateStepStride: number; rateParamStride: number }): Float32Array;
+  /** The adaptation on a worker thread (support sets and rates copied first); busy until it settles. */
+  cudaLearnerAdaptAsync(h: CudaLearnerHandle, o: NativeBatch & { steps: number; rates: Float32Array; rateStepStride: number; rateParamStride: number }): Promise<Float32Array>;
   cudaMetaGradient(o: Parameters<NativeAddon['metaGradient']>[0]): { loss: number; grad: Float32Array; rateGrad?: Float32Array; memory: string };
   metaGradientCudaHost(o: Parameters<NativeAddon['metaGradient']>[0]): { loss: number; grad: Real; rateGrad?: Real };
   adaptBatchCudaHost(o: Parameters<NativeAddon['adaptBatch']>[0]): Real;

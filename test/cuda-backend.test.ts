@@ -100,9 +100,72 @@ describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
     expect(gpu.adapt({ x, y }, { steps: 3 }).params).toEqual(cpu.adapt({ x, y }, { steps: 3 }).params);
     const [ga, ca] = [gpu.adaptBatch(b), cpu.adaptBatch(b)];
     ga.forEach((m, t) => expect(m.params).toEqual(ca[t]!.params));
+    const asyncBefore = calls.adaptAsync!;
     const [gs, cs] = await Promise.all([gpu.adaptAsync({ x, y }), cpu.adaptAsync({ x, y })]);
     expect(gs.params).toEqual(cs.params);
-    expect(calls.adapt).toBe(before + 3);
+    expect(calls.adapt).toBe(before + 2);
+    expect(calls.adaptAsync).toBe(asyncBefore + 1); // off the event loop
+  });
+
+  it('adaptBatchAsync and adaptAsync on the device run in call order with stepAsync, through the asynchronous entry', async () => {
+    const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 1, seed: 31 };
+    const gpu = new MetaLearner({ ...o, device: 'cuda' });
+    const cpu = new MetaLearner({ ...o, device: 'cpu' });
+    const tasks = sinusoid({ shots: 5, queries: 5, seed: 32 });
+    const [b1, b2, users] = [tasks.sample(3), tasks.sample(3), tasks.sample(6)];
+    const x = users.xs.subarray(0, 5), y = users.ys.subarray(0, 5);
+    const [sync, async] = [calls.adapt!, calls.adaptAsync!];
+    const s1 = gpu.stepAsync(b1);
+    const many = gpu.adaptBatchAsync(users, { steps: 3 });
+    const one = gpu.adaptAsync({ x, y }, { steps: 3 });
+    const s2 = gpu.stepAsync(b2);
+    const original = users.xs.slice();
+    users.xs.fill(7); // the support sets were copied when the calls were made
+    const [g1, gMany, gOne, g2] = await Promise.all([s1, many, one, s2]);
+    users.xs.set(original);
+    // the adaptations see θ after the first step and before the second
+    const r1 = cpu.step(b1);
+    const wantMany = cpu.adaptBatch(users, { steps: 3 }), wantOne = cpu.adapt({ x, y }, { steps: 3 });
+    const r2 = cpu.step(b2);
+    expect(g1).toEqual(r1);
+    gMany.forEach((m, t) => expect(m.params).toEqual(wantMany[t]!.params));
+    expect(gOne.params).toEqual(wantOne.params);
+    expect(g2).toEqual(r2);
+    expect(calls.adapt).toBe(sync);
+    expect(calls.adaptAsync! - async).toBe(2);
+  });
+
+  it('on the device an asynchronous adaptation holds the state: reads and synchronous calls throw BUSY until it settles', async () => {
+    const gpu = new MetaLearner({ model: SINE, seed: 33, device: 'cuda' });
+    const users = sinusoid({ shots: 5, queries: 5, seed: 34 }).sample(4);
+    const pending = gpu.adaptBatchAsync(users);
+    await Promise.resolve(); // the queued adaptation starts in a microtask
+    expect(codeOf(() => gpu.params)).toBe('BUSY');
+    expect(codeOf(() => gpu.step(users))).toBe('BUSY');
+    expect(codeOf(() => gpu.adapt({ x: users.xs.subarray(0, 5), y: users.ys.subarray(0, 5) }))).toBe('BUSY');
+    expect(codeOf(() => gpu.dispose())).toBe('BUSY');
+    expect((await pending).length).toBe(4);
+    expect(gpu.params.length).toBeGreaterThan(0);
+    gpu.step(users);
+  });
+
+  it('adaptAsync calls coalesced in one turn are sent before a synchronous step in that turn (they see θ before it)', async () => {
+    const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 1, seed: 35 };
+    const gpu = new MetaLearner({ ...o, device: 'cuda' });
+    const cpu = new MetaLearner({ ...o, device: 'cpu' });
+    const tasks = sinusoid({ shots: 5, queries: 5, seed: 36 });
+    const [b, users] = [tasks.sample(3), tasks.sample(2)];
+    const support = (t: number) => ({ x: users.xs.subarray(5 * t, 5 * t + 5), y: users.ys.subarray(5 * t, 5 * t + 5) });
+    const [sync, async] = [calls.adapt!, calls.adaptAsync!];
+    const pending = [gpu.adaptAsync(support(0)), gpu.adaptAsync(support(1))];
+    gpu.step(b); // sends the two adaptations first, synchronously, as one call
+    expect(calls.adapt! - sync).toBe(1);
+    expect(calls.adaptAsync).toBe(async);
+    const want = [cpu.adapt(support(0)), cpu.adapt(support(1))];
+    cpu.step(b);
+    const got = await Promise.all(pending);
+    got.forEach((m, t) => expect(m.params).toEqual(want[t]!.params));
+    expect(gpu.params).toEqual(cpu.params);
   });
 
   it("a model the kernels do not take (17 layers): 'auto' falls back to the CPU with the reason, 'cuda' throws UNSUPPORTED", () => {

@@ -221,6 +221,29 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
     expect(a.stepCount).toBe(3);
   });
 
+  it('adaptBatchAsync and adaptAsync (the adaptation on a worker thread) equal adaptBatch and adapt bit for bit, in call order with stepAsync', async () => {
+    const o = { model: SINE, algorithm: 'meta-sgd' as const, innerSteps: 2, seed: 5, device: 'cuda' as const };
+    const [a, b] = [new MetaLearner(o), new MetaLearner(o)];
+    const rng = new Rng(25);
+    const [b1, b2] = [uniformBatch(rng, SINE, 25, 10, 10), uniformBatch(rng, SINE, 25, 10, 10)];
+    const users = uniformBatch(rng, SINE, 300, 10, 1);
+    const x = users.xs.subarray(0, 10), y = users.ys!.subarray(0, 10);
+    // queued: step, adaptation (sees θ after the first step), step
+    const s1 = a.stepAsync(b1);
+    const many = a.adaptBatchAsync(users, { steps: 4 });
+    const one = a.adaptAsync({ x, y }, { steps: 4 });
+    const s2 = a.stepAsync(b2);
+    const r1 = b.step(b1);
+    const wantMany = b.adaptBatch(users, { steps: 4 }), wantOne = b.adapt({ x, y }, { steps: 4 });
+    const r2 = b.step(b2);
+    expect(await s1).toEqual(r1);
+    const gotMany = await many;
+    gotMany.forEach((m, t) => expect(m.params).toEqual(wantMany[t]!.params));
+    expect((await one).params).toEqual(wantOne.params);
+    expect(await s2).toEqual(r2);
+    expect(a.params).toEqual(b.params);
+  });
+
   it('the native handle: BUSY while an async step runs, DISPOSED after dispose, a second dispose does nothing', async () => {
     const m = checkModel(SINE, 't');
     const inner = checkInner({}, m, 'float32', 't');
@@ -234,6 +257,10 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
     expect(codeOf(() => cuda!.cudaLearnerGetState(h))).toBe('BUSY');
     expect(codeOf(() => cuda!.cudaLearnerDispose(h))).toBe('BUSY');
     expect(Number.isFinite((await pending).loss)).toBe(true);
+    const adapting = cuda!.cudaLearnerAdaptAsync(h, { ...batch, steps: 5, rates: inner.rates as Float32Array, rateStepStride: 0, rateParamStride: 0 });
+    expect(codeOf(() => cuda!.cudaLearnerGetState(h))).toBe('BUSY');
+    expect(codeOf(() => cuda!.cudaLearnerStep(h, { ...batch, t: 2 }))).toBe('BUSY');
+    expect((await adapting).length).toBe(2000 * paramCount(SINE));
     expect(cuda!.cudaLearnerGetState(h).length).toBe(paramCount(SINE));
     cuda!.cudaLearnerDispose(h);
     expect(codeOf(() => cuda!.cudaLearnerGetState(h))).toBe('DISPOSED');

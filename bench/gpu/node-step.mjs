@@ -101,4 +101,30 @@ stepCase('wide_B256_S5', WIDE, 256, 5);
   console.log(`adaptBatch 1,000 users: cuda ${f(row.cuda)}  cpu ${f(row.cpu)}; one user's predictions differ by at most ${d.toExponential(1)}`);
 }
 
+// One user's adapt() (the latency a server sees), and adaptBatchAsync of 1,000 users (awaited).
+{
+  const tasks = sinusoid({ shots: 10, queries: 10, seed: 11 });
+  const users = tasks.sample(1000);
+  const support = { tasks: users.tasks, support: users.support, xs: users.xs, ys: users.ys };
+  const one = { x: users.xs.subarray(0, 10), y: users.ys.subarray(0, 10) };
+  const row = { case: 'adapt_one_and_async_1000' };
+  for (const device of ['cuda', 'cpu']) {
+    const learner = make({ model: SINE, algorithm: 'maml', innerSteps: 1, innerLr: 0.01, seed: 4, device }, row);
+    if (!learner) continue;
+    const single = median(() => learner.adapt(one, { steps: 10 }), 30, 1000);
+    const times = [];
+    for (let i = 0; i < 25; i++) {
+      const a = performance.now();
+      await learner.adaptBatchAsync(support, { steps: 10 });
+      times.push((performance.now() - a) * 1e3);
+    }
+    times.sort((x, y) => x - y);
+    row[device] = { adapt_one_us: single.median_us, adapt_batch_async_us: times[12] };
+    learner.dispose();
+  }
+  rows.push(row);
+  const f = (r) => (r?.adapt_one_us !== undefined ? `adapt() ${r.adapt_one_us.toFixed(0)} us, adaptBatchAsync(1,000) ${r.adapt_batch_async_us.toFixed(0)} us` : `failed (${r?.error})`);
+  console.log(`one user, K = 10, 10 steps: cuda ${f(row.cuda)}; cpu ${f(row.cpu)}`);
+}
+
 if (out) fs.writeFileSync(out, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');

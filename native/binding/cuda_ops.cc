@@ -6,8 +6,8 @@
 // (src/backend-cuda.ts); this layer re-checks array kinds, lengths and offsets (args.hpp), as
 // ops.cc does. float32 only.
 //
-// cudaLearnerStepAsync copies the batch into a baton on the main thread and runs the step on
-// the JobWorker's thread (promise_worker.hpp). While it runs the learner is busy: every other
+// cudaLearnerStepAsync and cudaLearnerAdaptAsync copy the batch into a baton on the main thread
+// and run the step or the adaptation on the JobWorker's thread (promise_worker.hpp). While it runs the learner is busy: every other
 // entry on the same handle throws BUSY (TypeScript's SerialQueue never lets that happen; this
 // is the memory-safety re-check). The baton shares ownership of the device state, so neither
 // dispose nor the garbage collector can free it under a running step.
@@ -28,7 +28,7 @@ namespace {
 // The device side of a handle: shared by the handle and a running asynchronous step.
 struct DeviceLearner {
   std::unique_ptr<cuda::CudaLearner> learner;
-  std::atomic<bool> busy{false};  // an asynchronous step is running on a worker thread
+  std::atomic<bool> busy{false};  // an asynchronous step or adaptation is running on a worker thread
 };
 
 struct LearnerHandle {
@@ -50,7 +50,7 @@ LearnerHandle& handle_arg(const Napi::CallbackInfo& info) {
   LearnerHandle* h = raw_handle(info);
   MAML_CHECK(h->dev->learner, Disposed, "the CUDA learner was disposed");
   MAML_CHECK(!h->dev->busy.load(std::memory_order_acquire), Busy,
-             "the CUDA learner is running an asynchronous step; await it first");
+             "the CUDA learner is running an asynchronous step or adaptation; await it first");
   return *h;
 }
 
@@ -250,19 +250,87 @@ Napi::Value CudaLearnerSetState(const Napi::CallbackInfo& info) {
   });
 }
 
+// One adaptation's arguments: the support sets, the step count and the rates. For the
+// asynchronous entry the batch and the rates are copied into the baton (own()).
+struct AdaptJob {
+  std::shared_ptr<DeviceLearner> dev;
+  BatchArgs<float> b;
+  int steps = 0;
+  std::vector<float> rates, xs, ys;
+  std::vector<int32_t> ys_lab;
+  Rates<float> r;
+  float* out = nullptr;  // [B, P], a JavaScript array the caller keeps alive
+
+  void parse(const LearnerHandle& h, const Napi::Object& o) {
+    dev = h.dev;
+    check_float32(o, "rates");
+    steps = static_cast<int>(integer(o, "steps", 0, 100000));
+    const View<float> rv = view<float>(o, "rates");
+    r = rates_arg<float>(o, rv.data, rv.length, steps, h.spec.n_params);
+    rates.assign(rv.data, rv.data + rv.length);
+    batch_arg<float>(o, h.spec, false, b);
+  }
+
+  void own(const ModelSpec& s) {
+    BatchData<float>& d = b.data;
+    const int64_t rs = b.s_off.back();
+    if (d.xs) xs.assign(d.xs, d.xs + rs * s.in_dim()), d.xs = xs.data();
+    if (d.ys.y) ys.assign(d.ys.y, d.ys.y + rs * s.out_dim()), d.ys.y = ys.data();
+    if (d.ys.labels) ys_lab.assign(d.ys.labels, d.ys.labels + rs), d.ys.labels = ys_lab.data();
+  }
+
+  int64_t tasks() const { return b.data.tasks; }
+
+  void run() {
+    dev->learner->adapt(host_batch(b), steps, rates.data(), static_cast<int64_t>(rates.size()), r.step_stride,
+                        r.param_stride, out);
+  }
+};
+
 Napi::Value CudaLearnerAdapt(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     LearnerHandle& h = handle_arg(info);
-    const Napi::Object o = object_arg(info, 1);
-    check_float32(o, "rates");
-    const int steps = static_cast<int>(integer(o, "steps", 0, 100000));
-    const View<float> rv = view<float>(o, "rates");
-    const Rates<float> r = rates_arg<float>(o, rv.data, rv.length, steps, h.spec.n_params);
-    BatchArgs<float> b;
-    batch_arg<float>(o, h.spec, false, b);
-    auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(checked_mul(b.data.tasks, h.spec.n_params, "adapted")));
-    h->adapt(host_batch(b), steps, rv.data, rv.length, r.step_stride, r.param_stride, out.Data());
+    AdaptJob job;
+    job.parse(h, object_arg(info, 1));
+    auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(checked_mul(job.tasks(), h.spec.n_params, "adapted")));
+    job.out = out.Data();
+    job.run();
     return out;
+  });
+}
+
+// Runs AdaptJob::run on the JobWorker's thread and clears the busy flag when it ends.
+struct AsyncAdaptJob {
+  AdaptJob job;
+  void run() {
+    struct Idle {
+      DeviceLearner& d;
+      ~Idle() { d.busy.store(false, std::memory_order_release); }
+    } idle{*job.dev};
+    job.run();
+  }
+};
+
+Napi::Value CudaLearnerAdaptAsync(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    LearnerHandle& h = handle_arg(info);
+    auto a = std::make_unique<AsyncAdaptJob>();
+    a->job.parse(h, object_arg(info, 1));
+    a->job.own(h.spec);
+    auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(checked_mul(a->job.tasks(), h.spec.n_params, "adapted")));
+    a->job.out = out.Data();
+    Napi::Object keep = Napi::Object::New(info.Env());
+    keep.Set("handle", info[0]);
+    keep.Set("out", out);
+    h.dev->busy.store(true, std::memory_order_release);  // cleared by AsyncAdaptJob::run on the worker
+    try {
+      return JobWorker<AsyncAdaptJob>::start(
+          info.Env(), std::move(a), keep,
+          [](const Napi::Env&, AsyncAdaptJob&, const Napi::Object& k) -> Napi::Value { return k.Get("out"); });
+    } catch (...) {
+      h.dev->busy.store(false, std::memory_order_release);  // the adaptation was not queued
+      throw;
+    }
   });
 }
 

@@ -18,6 +18,9 @@ Napi::Value CudaLearnerGetState(const Napi::CallbackInfo& info);
 Napi::Value CudaLearnerSetState(const Napi::CallbackInfo& info);
 // cudaLearnerAdapt(handle, options) -> Float32Array [B, P]: adaptation on the device.
 Napi::Value CudaLearnerAdapt(const Napi::CallbackInfo& info);
+// cudaLearnerAdaptAsync(handle, options) -> Promise<Float32Array [B, P]>: the same on a worker
+// thread, with the support sets and rates copied first; the handle is busy until it settles.
+Napi::Value CudaLearnerAdaptAsync(const Napi::CallbackInfo& info);
 // cudaMetaGradient(options): metaGradient's options and result, computed on the device.
 Napi::Value CudaMetaGradient(const Napi::CallbackInfo& info);
 }  // namespace maml::binding
