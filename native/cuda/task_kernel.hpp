@@ -615,12 +615,7 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
       } else if (chunked) {
         const int q = idx - n_par;
         const int ch = q / din, k = q - ch * din, i0 = ch * kRows;
-        const int nr = n - i0 < kRows ? n - i0 : kRows;
-        // a short last chunk runs an instance sized for it: the unrolled row loops of the
-        // kRows instance would issue (predicated off) work for every missing row
-        if (nr > kRows / 2) delta_rows<kRows>(m, l, th, u, w, dz, rdz, prev_off, i0, nr, k, with_r);
-        else if (nr > kRows / 4) delta_rows<kRows / 2>(m, l, th, u, w, dz, rdz, prev_off, i0, nr, k, with_r);
-        else delta_rows<kRows / 4>(m, l, th, u, w, dz, rdz, prev_off, i0, nr, k, with_r);
+        delta_rows<kRows>(m, l, th, u, w, dz, rdz, prev_off, i0, n - i0 < kRows ? n - i0 : kRows, k, with_r);
       } else {
         const int q = idx - n_par;
         const int i = q / din, k = q - i * din;
