@@ -21,6 +21,7 @@
 # root:
 #   node bench/gpu/pack-node.mjs      # here, once, if the GPU machine has no Node.js
 #   bash bench/gpu.sh                 # there; device call: carry [".gpunode"], timeout_s 560
+# MAML_GPU_STAGES=bench,source bash bench/gpu.sh   # only some stages (see want() below)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${TMPDIR:-/tmp}/maml-gpu-out}
@@ -39,6 +40,9 @@ limit() {
   if [ "$t" -lt "${2:-20}" ]; then echo 0; else echo "$t"; fi
 }
 skipped() { echo "(skipped: under ${2:-20} s of the ${BUDGET}-s budget left for $1)"; }
+# want STAGE: whether MAML_GPU_STAGES (a comma-separated list of parity, bench, prev, torch,
+# node, sanitize, ncu, source; default all) names it. The build and the table always run.
+want() { [ "${MAML_GPU_STAGES:-all}" = all ] || [[ ",${MAML_GPU_STAGES}," == *",$1,"* ]]; }
 
 stage "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu --format=csv 2>&1
@@ -63,7 +67,7 @@ else
 fi
 
 parity="gpu_check: not run"
-if [ $build_ok = 1 ]; then
+if [ $build_ok = 1 ] && want parity; then
   stage "parity: CUDA vs the float64 reference (gpu_check parity)"
   t=$(limit 150)
   if [ "$t" = 0 ]; then skipped parity; else
@@ -74,26 +78,30 @@ if [ $build_ok = 1 ]; then
   fi
 fi
 
-if [ $build_ok = 1 ]; then
+if [ $build_ok = 1 ] && want bench; then
   stage "timing: maml-native (gpu_check bench)"
   t=$(limit 120 40)
   if [ "$t" = 0 ]; then skipped "timing" 40; else timeout "$t" "$BIN" bench "$OUT/ours.json"; fi
 fi
 
-if [ $build_ok = 1 ] && [ -x .gpunode/gpu_check_prev ]; then
+if [ $build_ok = 1 ] && [ -x .gpunode/gpu_check_prev ] && want prev; then
   stage "timing: the previous build, commit $(cat .gpunode/gpu_check_prev.commit 2>/dev/null) (.gpunode/gpu_check_prev), same run"
   t=$(limit 60 40)
   if [ "$t" = 0 ]; then skipped "the previous build" 40; else timeout "$t" .gpunode/gpu_check_prev bench /tmp/maml-prev.json; fi
 fi
 
-stage "timing: PyTorch on CUDA (bench/baselines/pytorch_maml_gpu.py)"
-t=$(limit 150 40)
-if [ "$t" = 0 ]; then skipped "PyTorch" 40; else PYTHONUNBUFFERED=1 timeout "$t" python3 bench/baselines/pytorch_maml_gpu.py "$OUT/torch.json"; fi
+if want torch; then
+  stage "timing: PyTorch on CUDA (bench/baselines/pytorch_maml_gpu.py)"
+  t=$(limit 150 40)
+  if [ "$t" = 0 ]; then skipped "PyTorch" 40; else PYTHONUNBUFFERED=1 timeout "$t" python3 bench/baselines/pytorch_maml_gpu.py "$OUT/torch.json"; fi
+fi
 
 # The Node.js suites. NODE is the node binary to use; node_modules must hold vitest.
 NODE=""
 VITEST_FILES="test/cuda-parity.test.ts test/loader.test.ts test/learner-dispose.test.ts test/cuda-backend.test.ts"
-if [ -z "${MAML_GPU_SKIP_NODE:-}" ] && [ -f .gpunode/node.xz ] && [ -f .gpunode/modules.tar.xz ]; then
+if ! want node; then
+  stage "node: not asked for (MAML_GPU_STAGES)"
+elif [ -z "${MAML_GPU_SKIP_NODE:-}" ] && [ -f .gpunode/node.xz ] && [ -f .gpunode/modules.tar.xz ]; then
   stage "node: unpack .gpunode (node, node_modules, addons built on the CPU machine)"
   mkdir -p /tmp/gpunode build/Release build-cuda/Release
   if xz -dc .gpunode/node.xz > /tmp/gpunode/node && chmod +x /tmp/gpunode/node && tar -xJf .gpunode/modules.tar.xz \
@@ -129,7 +137,7 @@ if [ -n "$NODE" ]; then
   if [ "$t" = 0 ]; then skipped node-step 30; else timeout "$t" "$NODE" bench/gpu/node-step.mjs "$OUT/node-step.json"; fi
 fi
 
-if [ $build_ok = 1 ] && command -v compute-sanitizer > /dev/null; then
+if [ $build_ok = 1 ] && command -v compute-sanitizer > /dev/null && want sanitize; then
   for tool in memcheck racecheck; do
     stage "compute-sanitizer --tool $tool (small cases)"
     t=$(limit 100 30)
@@ -143,7 +151,8 @@ fi
 if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
   stage "ncu: the fused meta-step kernel of each bench case (2 launches each; --clock-control none)"
   t=$(limit 90 30)
-  if [ "$t" = 0 ]; then skipped ncu 30; else
+  if ! want ncu; then echo "(not asked for)"
+  elif [ "$t" = 0 ]; then skipped ncu 30; else
     echo "=== ncu" >> "$OUT/tools.txt"
     timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-count 8 \
       --section SpeedOfLight --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis \
@@ -155,7 +164,8 @@ if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
   # source page of a report, as CSV, appended to tools.txt
   stage "ncu: stall samples per instruction of the wide net's kernel"
   t=$(limit 60 30)
-  if [ "$t" = 0 ]; then skipped "ncu source" 30; else
+  if ! want source; then echo "(not asked for)"
+  elif [ "$t" = 0 ]; then skipped "ncu source" 30; else
     rm -f /tmp/maml-wide.ncu-rep
     timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-skip 4 --launch-count 1 \
       --section WarpStateStats --section SourceCounters -o /tmp/maml-wide "$BIN" profile > /dev/null 2>&1
