@@ -520,7 +520,9 @@ export class MetaLearner {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#queue.pending > 0)
+    // On the GPU every adaptation takes its place in the queue when it is called (it must see θ
+    // as the calls before it leave it, and no later step may run first): no coalescing there.
+    if (this.#queue.pending > 0 || this.#cuda)
       return this.#afterSteps(batch, async (b) => {
         const args = this.#adaptArgs(b, steps);
         return new AdaptedModel(this.#m, await this.#adaptNativeAsync(args));
@@ -541,7 +543,7 @@ export class MetaLearner {
   }
 
   /** Sends the adaptations coalesced for `steps` inner steps as one native call. */
-  #flush(steps: number, now = false): void {
+  #flush(steps: number): void {
     const group = this.#coalesced.get(steps);
     if (!group) return;
     this.#coalesced.delete(steps);
@@ -561,19 +563,7 @@ export class MetaLearner {
     });
     const batch: NativeBatch = { tasks: group.length, supportOffsets, xs, ...(labels ? { ysLabels: ys as Int32Array } : { ys: ys as Float32Array }) };
     const args = this.#adaptArgs(batch, steps);
-    const cuda = this.#cuda;
-    // On the GPU: in the queue's slot, or at once, synchronously, when a synchronous call
-    // (step, dispose) is about to change the state (#flushAll; nothing asynchronous is pending then)
-    const send = (): Promise<Float32Array> => {
-      if (!cuda) return this.#adaptNativeAsync(args);
-      if (!now) return this.#enqueue(() => this.#adaptNativeAsync(args));
-      try {
-        return Promise.resolve(cuda.adapt(args as CudaAdaptArgs));
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    };
-    send().then(
+    this.#adaptNativeAsync(args).then(
       (out) => {
         const models = this.#batchModels(out as Float32Array, group.length);
         group.forEach((g, t) => g.resolve(models[t]!));
@@ -584,7 +574,7 @@ export class MetaLearner {
 
   /** Sends every coalesced adaptation now (before a synchronous step changes θ). */
   #flushAll(): void {
-    for (const steps of [...this.#coalesced.keys()]) this.#flush(steps, true);
+    for (const steps of [...this.#coalesced.keys()]) this.#flush(steps);
   }
 
   /**
@@ -608,7 +598,7 @@ export class MetaLearner {
 
   /**
    * The same off the event loop. On the GPU it holds the device state while it runs, so callers
-   * run it in the queue's slot (#afterSteps, #flush): later asynchronous calls wait for it and
+   * run it in the queue's slot (#afterSteps): later asynchronous calls wait for it and
    * synchronous ones throw BUSY, as for stepAsync.
    */
   async #adaptNativeAsync(args: Parameters<NativeAddon['adaptBatch']>[0]): Promise<Float32Array> {

@@ -149,22 +149,23 @@ describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
     gpu.step(users);
   });
 
-  it('adaptAsync calls coalesced in one turn are sent before a synchronous step in that turn (they see θ before it)', async () => {
+  it('on the device adaptAsync calls queue in call order: one made before a stepAsync in the same turn sees θ before that step', async () => {
     const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 1, seed: 35 };
     const gpu = new MetaLearner({ ...o, device: 'cuda' });
     const cpu = new MetaLearner({ ...o, device: 'cpu' });
     const tasks = sinusoid({ shots: 5, queries: 5, seed: 36 });
     const [b, users] = [tasks.sample(3), tasks.sample(2)];
     const support = (t: number) => ({ x: users.xs.subarray(5 * t, 5 * t + 5), y: users.ys.subarray(5 * t, 5 * t + 5) });
-    const [sync, async] = [calls.adapt!, calls.adaptAsync!];
+    const async = calls.adaptAsync!;
     const pending = [gpu.adaptAsync(support(0)), gpu.adaptAsync(support(1))];
-    gpu.step(b); // sends the two adaptations first, synchronously, as one call
-    expect(calls.adapt! - sync).toBe(1);
-    expect(calls.adaptAsync).toBe(async);
+    const stepped = gpu.stepAsync(b);
+    expect(codeOf(() => gpu.step(b))).toBe('BUSY'); // the device is spoken for until they settle
     const want = [cpu.adapt(support(0)), cpu.adapt(support(1))];
-    cpu.step(b);
+    const r = cpu.step(b);
     const got = await Promise.all(pending);
     got.forEach((m, t) => expect(m.params).toEqual(want[t]!.params));
+    expect(await stepped).toEqual(r);
+    expect(calls.adaptAsync! - async).toBe(2); // one device call each: no coalescing on the GPU
     expect(gpu.params).toEqual(cpu.params);
   });
 
