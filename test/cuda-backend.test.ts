@@ -16,7 +16,8 @@ import { codeOf, rejection } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fake = path.join(here, 'fixtures', 'fake-cuda-addon.cjs');
-const calls = (createRequire(import.meta.url)(fake) as { calls: Record<string, number> }).calls;
+const stand = createRequire(import.meta.url)(fake) as { calls: Record<string, number>; failNextAdaptAsync: string | null };
+const calls = stand.calls;
 const saved = { path: process.env.MAML_CUDA_PATH, off: process.env.MAML_NATIVE_NO_CUDA };
 
 beforeAll(() => {
@@ -133,6 +134,24 @@ describe('MetaLearner with device cuda (stand-in CUDA binary)', () => {
     expect(g2).toEqual(r2);
     expect(calls.adapt).toBe(sync);
     expect(calls.adaptAsync! - async).toBe(2);
+  });
+
+  it('a device error in an asynchronous adaptation rejects with its code; the learner stays usable, in order', async () => {
+    const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 1, seed: 37 };
+    const gpu = new MetaLearner({ ...o, device: 'cuda' });
+    const cpu = new MetaLearner({ ...o, device: 'cpu' });
+    const tasks = sinusoid({ shots: 5, queries: 5, seed: 38 });
+    const [b, users] = [tasks.sample(3), tasks.sample(4)];
+    stand.failNextAdaptAsync = 'OUT_OF_MEMORY';
+    const failed = gpu.adaptBatchAsync(users);
+    const stepped = gpu.stepAsync(b); // queued behind the failing adaptation: runs anyway
+    const err = await rejection(failed);
+    expect(err).toBeInstanceOf(MamlError);
+    expect(err.code).toBe('OUT_OF_MEMORY');
+    expect(await stepped).toEqual(cpu.step(b));
+    expect(gpu.params).toEqual(cpu.params); // no longer busy
+    const again = await gpu.adaptBatchAsync(users);
+    cpu.adaptBatch(users).forEach((m, t) => expect(again[t]!.params).toEqual(m.params));
   });
 
   it('on the device an asynchronous adaptation holds the state: reads and synchronous calls throw BUSY until it settles', async () => {
