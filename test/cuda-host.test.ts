@@ -249,6 +249,37 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     }
   }, 60_000);
 
+  // Kernel variant 2 (MAML_CUDA_KERNEL=2 on the GPU: weight-gradient tiles specialised per pass,
+  // with no branch in their row loop) computes every sum as variant 1 does: the same bits, in
+  // float32 and float64, plain and tiled, for a single thread (which tiles almost every layer)
+  // and a block of 32.
+  it('kernel variant 2 gives variant 1 bit for bit', () => {
+    const rng = new Rng(29);
+    for (const [model, algorithm, rateKind, rows] of [
+      [{ layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' }, 'maml', 'scalar', 12],
+      [{ layers: [7, 64, 37, 3], activation: 'tanh', loss: 'cross-entropy' }, 'meta-sgd', 'per-param', 9],
+      [{ layers: [3, 70, 45, 3], activation: 'relu', loss: 'binary-cross-entropy' }, 'anil', 'per-step', 14],
+      [{ layers: [5, 131, 33, 2], activation: 'tanh', loss: 'mse' }, 'fomaml', 'scalar', 6],
+      [{ layers: [2, 9, 5, 1], activation: 'relu', loss: 'mse' }, 'reptile', 'scalar', 5],
+      [{ layers: [4, 19, 3], activation: 'tanh', loss: 'cross-entropy' }, 'maml', 'per-step-param', 8],
+    ] as [ModelSpec, Algorithm, 'scalar' | 'per-step' | 'per-param' | 'per-step-param', number][]) {
+      const batch = raggedBatch(rng, model, 3, rows);
+      const o = options(rng, model, algorithm, 2, rateKind);
+      const p64 = Float64Array.from(initParams(model, { seed: 6 }));
+      const o32 = { ...o, innerLr: o.innerLr instanceof Float64Array ? Float32Array.from(o.innerLr) : o.innerLr };
+      for (const a of [args(model, p64, batch, o, 'float64'), args(model, Float32Array.from(p64), f32(batch), o32, 'float32')] as object[])
+        for (const tiled of [false, true])
+          for (const blockThreads of [1, 32]) {
+            const one = addon.metaGradientCudaHost({ ...a, tiled, blockThreads });
+            const two = addon.metaGradientCudaHost({ ...a, tiled, blockThreads, kernelVariant: 2 });
+            const what = `${algorithm} ${modelName(model)}, tiled ${tiled}, ${blockThreads} threads`;
+            expect(Array.from(two.grad), what).toEqual(Array.from(one.grad));
+            if (one.rateGrad) expect(Array.from(two.rateGrad!), what).toEqual(Array.from(one.rateGrad));
+            expect(two.loss, what).toBe(one.loss);
+          }
+    }
+  }, 120_000);
+
   it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
     const rng = new Rng(3);
     const model = EXTRA[0]!;

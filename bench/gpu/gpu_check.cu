@@ -9,9 +9,11 @@
 //                               1e-3 per step (rate gradients), 1e-3 (parameters after 5 steps).
 //   gpu_check sanitize          a few small parity cases, to run under compute-sanitizer
 //   gpu_check bench OUT.json    median wall time of CudaLearner::step (batch upload, kernels,
-//                               read-back, update) for the issue's cases, with 64, 128 and 256
-//                               threads per task block, and the kernels' device time (CUDA
-//                               events); JSON lines to OUT.json, the fastest block size last
+//                               read-back, update) for the issue's cases, with 128 and 256
+//                               threads per task block and kernel variant 2 (MAML_CUDA_KERNEL)
+//                               at 256, and the kernels' device time (CUDA events); JSON lines
+//                               to OUT.json, the fastest configuration last
+//   MAML_CUDA_KERNEL=2 gpu_check parity    the parity checks with kernel variant 2
 //   gpu_check profile           two meta-steps of each bench case (256 threads), for ncu
 //
 // Build (bench/gpu.sh does it):
@@ -386,12 +388,16 @@ int bench(const char* out_path) {
     const double flops = (12.0 * bc.steps + 3) * 2 * 10 * sum * bc.B;
     std::string best;
     double best_us = INFINITY;
-    for (const int threads : {64, 128, 256}) {
+    // (threads per block, kernel variant): 64 threads was the slowest in every case and run
+    // (bench/GPU-RESULTS.md), so 128 and 256 with the default kernel, and 256 with variant 2
+    const std::pair<int, int> configs[] = {{128, 1}, {256, 1}, {256, 2}};
+    for (const auto& [threads, variant] : configs) {
       try {
         const cuda::LearnerConfig lc = bench_config(bc, rng);
         std::vector<Batch> batches;
         for (int i = 0; i < 8; ++i) batches.push_back(make_batch(rng, lc.spec, bc.B, 10, 10, false));
         setenv("MAML_CUDA_THREADS", std::to_string(threads).c_str(), 1);
+        setenv("MAML_CUDA_KERNEL", std::to_string(variant).c_str(), 1);
         unsetenv("MAML_CUDA_TIMING");
         std::vector<double> us;
         std::string memory;
@@ -422,28 +428,29 @@ int bench(const char* out_path) {
         const double med = us[us.size() / 2], kmed = kus[kus.size() / 2];
         char line[512];
         std::snprintf(line, sizeof line,
-                      "\"impl\":\"maml-native-cuda\",\"threads\":%d,\"median_us\":%.2f,\"p10_us\":%.2f,\"p90_us\":%.2f,"
-                      "\"n\":%zu,\"kernel_us\":%.2f,\"flops\":%.0f,\"tflops\":%.3f,\"memory\":\"%s\"}",
-                      threads, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), kmed, flops,
+                      "\"impl\":\"maml-native-cuda\",\"threads\":%d,\"variant\":%d,\"median_us\":%.2f,\"p10_us\":%.2f,"
+                      "\"p90_us\":%.2f,\"n\":%zu,\"kernel_us\":%.2f,\"flops\":%.0f,\"tflops\":%.3f,\"memory\":\"%s\"}",
+                      threads, variant, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), kmed, flops,
                       flops / med * 1e-6, memory.c_str());
-        std::fprintf(out, "{\"case\":\"%s@%d\",%s\n", bc.name, threads, line);
+        std::fprintf(out, "{\"case\":\"%s@%d/v%d\",%s\n", bc.name, threads, variant, line);
         if (med < best_us) best_us = med, best = line;
-        std::printf("bench %-16s %3d threads: median %9.1f us per step (p10 %.1f, p90 %.1f, n %zu), kernels %.1f us, "
+        std::printf("bench %-16s %3d threads, kernel %d: median %9.1f us per step (p10 %.1f, p90 %.1f, n %zu), kernels %.1f us, "
                     "%.2f TFLOP/s, %s memory\n",
-                    bc.name, threads, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), kmed,
+                    bc.name, threads, variant, med, us[us.size() / 10], us[us.size() * 9 / 10], us.size(), kmed,
                     flops / med * 1e-6, memory.c_str());
       } catch (const std::exception& e) {
         std::string msg = e.what();
         std::replace(msg.begin(), msg.end(), '"', '\'');
         std::replace(msg.begin(), msg.end(), '\\', '/');
-        std::fprintf(out, "{\"case\":\"%s@%d\",\"impl\":\"maml-native-cuda\",\"error\":\"%s\"}\n", bc.name, threads,
-                     msg.c_str());
+        std::fprintf(out, "{\"case\":\"%s@%d/v%d\",\"impl\":\"maml-native-cuda\",\"error\":\"%s\"}\n", bc.name, threads,
+                     variant, msg.c_str());
         if (best.empty()) best = "\"impl\":\"maml-native-cuda\",\"error\":\"" + msg + "\"}";
-        std::printf("bench %-16s %3d threads: FAILED: %s\n", bc.name, threads, e.what());
+        std::printf("bench %-16s %3d threads, kernel %d: FAILED: %s\n", bc.name, threads, variant, e.what());
       }
       std::fflush(out);
     }
-    std::fprintf(out, "{\"case\":\"%s\",%s\n", bc.name, best.c_str());  // the faster block size
+    unsetenv("MAML_CUDA_KERNEL");
+    std::fprintf(out, "{\"case\":\"%s\",%s\n", bc.name, best.c_str());  // the fastest configuration
     std::fflush(out);
   }
   std::fclose(out);

@@ -30,6 +30,8 @@ def us(r):
         extra.append("kernels %.1f" % r["kernel_us"])
     if r.get("threads"):
         extra.append("%d thr" % r["threads"])
+    if r.get("variant", 1) != 1:
+        extra.append("kernel %d" % r["variant"])
     return "%.1f us%s" % (r["median_us"], " (%s)" % ", ".join(extra) if extra else "")
 
 

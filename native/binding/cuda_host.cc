@@ -9,7 +9,8 @@
 // Option blockThreads (default 1): 1 runs each task on a SerialBlock; n > 1 runs it on n
 // std::threads that meet at a barrier in every sync(), the GPU block's decomposition of the
 // work, so that a missing sync() or two threads writing one element shows up as a wrong or
-// irreproducible result.
+// irreproducible result. Option tiled: the global-memory kernel's tile scratch; option
+// kernelVariant (metaGradientCudaHost): 2 runs the experimental variant of the meta-step.
 #include "cuda_host.hpp"
 
 #include <condition_variable>
@@ -121,9 +122,15 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   HostRun<T> h(o, s, true);
   const int64_t B = h.B, P = h.m.P, slot = P + h.c.R;
   std::vector<T> slots(static_cast<size_t>(checked_mul(B, slot, "slots"))), losses(static_cast<size_t>(B));
+  // kernelVariant 2: the experimental kernel variant (task_kernel.hpp weight_tile_v2)
+  const bool v2 = has(o, "kernelVariant") && integer(o, "kernelVariant", 1, 2) == 2;
   h.each_task([&](const auto& blk, int t) {
-    cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, slots.data() + t * slot, losses.data() + t,
-                         h.tiles());
+    if (v2)
+      cuda::task_meta_step<2>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, slots.data() + t * slot, losses.data() + t,
+                              h.tiles());
+    else
+      cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, slots.data() + t * slot, losses.data() + t,
+                           h.tiles());
   });
   auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(P));
   auto rate_grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(h.c.R));

@@ -25,6 +25,13 @@ int block_threads() {
   return n >= 32 && n <= 1024 && n % 32 == 0 ? n : 256;
 }
 
+// The meta-step kernel variant: 1, or MAML_CUDA_KERNEL=2 (weight gradients of wide layers in
+// tiles specialised per pass; an experiment, bench/NOTES.md entry 23). Same results.
+int kernel_variant() {
+  const char* env = std::getenv("MAML_CUDA_KERNEL");
+  return env && std::atoi(env) == 2 ? 2 : 1;
+}
+
 // Bytes of global working memory for one launch of tasks: 2 GiB, or MAML_CUDA_SCRATCH_BYTES (a
 // positive integer; tests set it small to run a few tasks per launch).
 int64_t scratch_budget() {
@@ -153,6 +160,7 @@ struct CudaLearner::Impl {
   TaskLaunch placement(const Layout& lay, int64_t tasks) {
     TaskLaunch how;
     how.threads = threads;
+    how.variant = kernel_variant();
     how.shared = lay.total * static_cast<int64_t>(sizeof(float)) <= shared_bytes;
     if (!how.shared) {
       const int64_t per_task = lay.total * static_cast<int64_t>(sizeof(float));

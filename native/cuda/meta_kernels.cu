@@ -22,14 +22,15 @@ namespace {
 // memory most of the time; the shared-memory variant fits in 127 anyway).
 constexpr int kTaskThreadsMax = 256, kTaskBlocksPerSM = 2;
 
-// Block b runs task task0 + b; with global working memory it uses scratch row b.
-template <bool kShared>
+// Block b runs task task0 + b; with global working memory it uses scratch row b. kVariant: 1,
+// or 2 (task_kernel.hpp's weight_tile_v2; MAML_CUDA_KERNEL=2), an experiment to time on a GPU.
+template <bool kShared, int kVariant = 1>
 __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
   extern __shared__ float smem[];
   const int t = task0 + static_cast<int>(blockIdx.x);
   float* work = kShared ? smem : scratch + static_cast<int64_t>(blockIdx.x) * lay.total;
   const int64_t slot = static_cast<int64_t>(m.P) + c.R;
-  task_meta_step(DeviceBlock{}, m, c, a, t, work, lay, a.slots + t * slot, a.losses + t, kShared ? nullptr : smem);
+  task_meta_step<kVariant>(DeviceBlock{}, m, c, a, t, work, lay, a.slots + t * slot, a.losses + t, kShared ? nullptr : smem);
 }
 
 template <bool kShared>
@@ -138,6 +139,8 @@ int max_task_threads() {
   int most = 1024;
   for (const void* k : {reinterpret_cast<const void*>(meta_tasks_kernel<true>),
                         reinterpret_cast<const void*>(meta_tasks_kernel<false>),
+                        reinterpret_cast<const void*>(meta_tasks_kernel<true, 2>),
+                        reinterpret_cast<const void*>(meta_tasks_kernel<false, 2>),
                         reinterpret_cast<const void*>(adapt_tasks_kernel<true>),
                         reinterpret_cast<const void*>(adapt_tasks_kernel<false>)}) {
     cudaFuncAttributes attr{};
@@ -155,7 +158,8 @@ int shared_limit(int device) {
 
 void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
                        const TaskLaunch& how, cudaStream_t stream) {
-  launch_tasks(meta_tasks_kernel<true>, meta_tasks_kernel<false>, m, c, a, tasks, lay, how, stream);
+  if (how.variant == 2) launch_tasks(meta_tasks_kernel<true, 2>, meta_tasks_kernel<false, 2>, m, c, a, tasks, lay, how, stream);
+  else launch_tasks(meta_tasks_kernel<true>, meta_tasks_kernel<false>, m, c, a, tasks, lay, how, stream);
 }
 
 void launch_adapt_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,

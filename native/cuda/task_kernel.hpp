@@ -545,6 +545,75 @@ MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, cons
       if (a < nj && kt + b * tk < din) emit_param(e, m.w_off[l] + (j0 + a) * din + kt + b * tk, g[a][b], hv[a][b], with_r);
 }
 
+// Kernel variant 2 (an experiment, chosen at launch: MAML_CUDA_KERNEL=2; see bench/NOTES.md
+// entry 23): weight_tile with the pass's mode fixed at compile time (G: the gradient is wanted;
+// R: the curvature product; RX: the input's R part exists) and no branch in the row loop: a
+// column or row past the layer's edge reads column kt or row j0 instead (always inside) and is
+// not written. The same sums in the same order as weight_tile, so the same bits.
+template <bool G, bool R, bool RX, class T>
+MAML_HD void weight_tile_fixed(const KModel& m, int l, const T* in, const T* rin, const T* dzs, const T* rdzs, int n,
+                               int j0, int kt, int tk, const Emit<T>& e) {
+  const int din = m.dims[l - 1], dout = m.dims[l];
+  const int nj = dout - j0 < kTileGJ ? dout - j0 : kTileGJ;
+  int col[kTileGK], row[kTileGJ];
+  MAML_UNROLL
+  for (int b = 0; b < kTileGK; ++b) col[b] = kt + b * tk < din ? b * tk : 0;
+  MAML_UNROLL
+  for (int a = 0; a < kTileGJ; ++a) row[a] = a < nj ? a : 0;
+  T g[kTileGJ][kTileGK], hv[kTileGJ][kTileGK];
+  MAML_UNROLL
+  for (int a = 0; a < kTileGJ; ++a)
+    MAML_UNROLL
+    for (int b = 0; b < kTileGK; ++b) g[a][b] = hv[a][b] = T(0);
+  // row pointers advanced by one row per iteration; the column and row offsets stay fixed
+  const T* xi = in + kt;
+  const T* rxi = RX ? rin + kt : nullptr;
+  const T* dzi = dzs + j0;
+  const T* rdzi = R ? rdzs + j0 : nullptr;
+  for (int i = 0; i < n; ++i, xi += din, dzi += dout) {
+    T x[kTileGK], rx[kTileGK], dz[kTileGJ], rdz[kTileGJ];
+    MAML_UNROLL
+    for (int b = 0; b < kTileGK; ++b) {
+      x[b] = xi[col[b]];
+      if (RX) rx[b] = rxi[col[b]];
+    }
+    MAML_UNROLL
+    for (int a = 0; a < kTileGJ; ++a) {
+      dz[a] = dzi[row[a]];
+      if (R) rdz[a] = rdzi[row[a]];
+    }
+    if (RX) rxi += din;
+    if (R) rdzi += dout;
+    MAML_UNROLL
+    for (int a = 0; a < kTileGJ; ++a)
+      MAML_UNROLL
+      for (int b = 0; b < kTileGK; ++b) {
+        if (G) g[a][b] += dz[a] * x[b];
+        if (R) {
+          hv[a][b] += rdz[a] * x[b];
+          if (RX) hv[a][b] += dz[a] * rx[b];
+        }
+      }
+  }
+  MAML_UNROLL
+  for (int a = 0; a < kTileGJ; ++a)
+    MAML_UNROLL
+    for (int b = 0; b < kTileGK; ++b)
+      if (a < nj && kt + b * tk < din) emit_param(e, m.w_off[l] + (j0 + a) * din + kt + b * tk, g[a][b], hv[a][b], R);
+}
+
+template <class T>
+MAML_HD void weight_tile_v2(const KModel& m, int l, const T* in, const T* rin, const T* dzs, const T* rdzs, int n,
+                            int j0, int kt, int tk, const Emit<T>& e, bool want_g, bool with_r) {
+  if (!with_r) return weight_tile_fixed<true, false, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+  if (want_g) {
+    if (rin) return weight_tile_fixed<true, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+    return weight_tile_fixed<true, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+  }
+  if (rin) return weight_tile_fixed<false, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+  weight_tile_fixed<false, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+}
+
 // Backward sweep (and R-backward when e.vsub, which needs forward_pass with u), per layer:
 //   dW_l = dz_lᵀ a_{l−1}   db_l = Σ_rows dz_l   dz_{l−1} = (dz_l W_l) ⊙ f'(a_{l−1})
 //   R(dW_l) = R(dz_l)ᵀ a_{l−1} + dz_lᵀ R(a_{l−1})   R(db_l) = Σ_rows R(dz_l)
@@ -554,7 +623,7 @@ MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, cons
 // 4 tiles per thread: wide layers), the biases, then the deltas. Where the block has tile
 // scratch (the global-memory kernel) and the layer's inputs and deltas fit in it, they are
 // copied there first and every item reads them from block-shared memory.
-template <class T, class Block>
+template <int kVariant = 1, class T, class Block>
 MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
                            Pass<T> w, const Emit<T>& e) {
   const int n = set.n;
@@ -596,7 +665,8 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
     for (int idx = blk.tid(); idx < n_all; idx += blk.size()) {
       if (idx < n_w && tiled) {
         const int jt = idx / tk, kt = idx - jt * tk;
-        weight_tile(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r);
+        if constexpr (kVariant >= 2) weight_tile_v2(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r);
+        else weight_tile(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r);
       } else if (idx < n_par) {
         const bool bias = idx >= n_w;
         const int j = bias ? idx - n_w : idx / din, k = bias ? din : idx - j * din;
@@ -630,12 +700,12 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
 }
 
 // Loss at th on set; its gradient goes where e says; with u, also H u into e.vsub.
-template <class T, class Block>
+template <int kVariant = 1, class T, class Block>
 MAML_HD T grad_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
                     const Pass<T>& w, const Emit<T>& e, bool want_loss) {
   forward_pass(blk, m, th, u, set, w);
   const T loss = loss_pass(blk, m, set, w, u != nullptr, want_loss);
-  if (e.wants_g() || e.vsub) backward_pass(blk, m, th, u, set, w, e);
+  if (e.wants_g() || e.vsub) backward_pass<kVariant>(blk, m, th, u, set, w, e);
   return loss;
 }
 
@@ -646,7 +716,7 @@ MAML_HD inline Pass<T> pass_of(T* work, const Layout& lay, T* tile) {
 }
 
 // Copies theta into thetas[0] and runs the S inner steps: thetas[1..S], grads[0..S−1].
-template <class T, class Block>
+template <int kVariant = 1, class T, class Block>
 MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, const T* theta, const T* rates,
                         const KSet<T>& sup, T* work, const Layout& lay, T* tile) {
   const int64_t P = m.P;
@@ -662,26 +732,27 @@ MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, con
     e.rate = rates + s * c.rate_step_stride;
     e.param_stride = c.rate_param_stride;
     e.begin = c.head_only() ? m.head_begin : 0;
-    grad_pass(blk, m, e.cur, static_cast<const T*>(nullptr), sup, w, e, false);
+    grad_pass<kVariant>(blk, m, e.cur, static_cast<const T*>(nullptr), sup, w, e, false);
   }
 }
 
 // One task's meta-gradient (see the top of this file). out: [P + R]; *loss: the outer loss.
 // tile: kTileFloats of block-shared scratch for wide layers (forward_layer_tiled), or nullptr.
-template <class T, class Block>
+// kVariant: the kernel variant (1, or 2: weight_tile_v2), an experiment chosen at launch.
+template <int kVariant = 1, class T, class Block>
 MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task,
                             T* work, const Layout& lay, T* out, T* loss_out, T* tile) {
   const int64_t P = m.P;
   const int S = c.steps;
   const KSet<T> sup = support_of(m, a, task), qry = query_of(m, a, task);
-  inner_loop(blk, m, c, a.theta, a.rates, sup, work, lay, tile);
+  inner_loop<kVariant>(blk, m, c, a.theta, a.rates, sup, work, lay, tile);
   const T* th = work + lay.thetas;
   const T* thS = th + S * P;
   const Pass<T> w = pass_of(work, lay, tile);
 
   if (c.algo == kReptile) {
     for (int64_t i = blk.tid(); i < P; i += blk.size()) out[i] = th[i] - thS[i];
-    const T loss = grad_pass(blk, m, thS, static_cast<const T*>(nullptr), qry.n > 0 ? qry : sup, w, Emit<T>(), true);
+    const T loss = grad_pass<kVariant>(blk, m, thS, static_cast<const T*>(nullptr), qry.n > 0 ? qry : sup, w, Emit<T>(), true);
     if (blk.tid() == 0) *loss_out = loss;
     blk.sync();
     return;
@@ -698,7 +769,7 @@ MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c,
   eq.vacc = v;
   if (a.weights[S] != T(0)) {
     eq.scale = a.weights[S];
-    loss += a.weights[S] * grad_pass(blk, m, thS, static_cast<const T*>(nullptr), qry, w, eq, true);
+    loss += a.weights[S] * grad_pass<kVariant>(blk, m, thS, static_cast<const T*>(nullptr), qry, w, eq, true);
   }
   const int begin = c.head_only() ? m.head_begin : 0;
   for (int s = S - 1; s >= 0; --s) {
@@ -727,11 +798,11 @@ MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c,
       blk.sync();
       Emit<T> eh;  // v −= H_s u
       eh.vsub = v;
-      grad_pass(blk, m, cur, static_cast<const T*>(u), sup, w, eh, false);
+      grad_pass<kVariant>(blk, m, cur, static_cast<const T*>(u), sup, w, eh, false);
     }
     if (a.weights[s] != T(0)) {
       eq.scale = a.weights[s];
-      loss += a.weights[s] * grad_pass(blk, m, cur, static_cast<const T*>(nullptr), qry, w, eq, true);
+      loss += a.weights[s] * grad_pass<kVariant>(blk, m, cur, static_cast<const T*>(nullptr), qry, w, eq, true);
     }
   }
   for (int64_t i = blk.tid(); i < P; i += blk.size()) out[i] = v[i];
