@@ -270,12 +270,17 @@ constexpr int kTileMin = 32;
 
 // Layer l's z = a W^T + b (and R(z) = R(a) W^T + a uW^T + ub when u), over tiles; then the
 // activation and R(a). Sums per output: the bias, then each k-tile's partial sum in order.
-template <class T, class Block>
+template <int kU = -1, class T, class Block>
 MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
                                  const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
   const int din = m.dims[l - 1], dout = m.dims[l], tid = blk.tid(), nt = blk.size();
+  // kU: −1, the R-forward decided at run time by u (variant 1); 0 or 1, fixed (variant 2, whose
+  // plain passes also skip the R(a) tiles that variant 1 loads and never reads). Spelled in
+  // place (macros) so that variant 1 compiles exactly as before.
+#define MAML_WITH_U (kU < 0 ? u != nullptr : kU == 1)
+#define MAML_WITH_RIN (kU < 0 ? rin != nullptr : (kU == 1 && rin != nullptr))
   const T* W = th + m.w_off[l];
-  const T* uW = u ? u + m.w_off[l] : nullptr;
+  const T* uW = MAML_WITH_U ? u + m.w_off[l] : nullptr;
   T* Wt = tile;
   T* uWt = tile + kTileJ * kTileLd;
   T* Xt = tile + 2 * kTileJ * kTileLd;
@@ -289,7 +294,7 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
       for (int e = tid; e < ni * nj; e += nt) {
         const int jj = e % nj;
         Zt[e] = th[m.b_off[l] + j0 + jj];
-        if (u) Rt[e] = u[m.b_off[l] + j0 + jj];
+        if (MAML_WITH_U) Rt[e] = u[m.b_off[l] + j0 + jj];
       }
       for (int k0 = 0; k0 < din; k0 += kTileK) {
         const int nk = din - k0 < kTileK ? din - k0 : kTileK;
@@ -297,13 +302,13 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
           const int jj = e / nk, kk = e - jj * nk;
           const int64_t g = static_cast<int64_t>(j0 + jj) * din + k0 + kk;
           Wt[jj * kTileLd + kk] = W[g];
-          if (u) uWt[jj * kTileLd + kk] = uW[g];
+          if (MAML_WITH_U) uWt[jj * kTileLd + kk] = uW[g];
         }
         for (int e = tid; e < ni * nk; e += nt) {
           const int ii = e / nk, kk = e - ii * nk;
           const int64_t g = static_cast<int64_t>(i0 + ii) * din + k0 + kk;
           Xt[ii * kTileLd + kk] = in[g];
-          if (rin) RXt[ii * kTileLd + kk] = rin[g];
+          if (MAML_WITH_RIN) RXt[ii * kTileLd + kk] = rin[g];
         }
         blk.sync();
         for (int e = tid; e < ni * nj; e += nt) {
@@ -313,11 +318,11 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
           T acc = T(0);
           for (int kk = 0; kk < nk; ++kk) acc += x[kk] * wr[kk];
           Zt[e] += acc;
-          if (u) {
+          if (MAML_WITH_U) {
             const T* ur = uWt + jj * kTileLd;
             T r = T(0);
             for (int kk = 0; kk < nk; ++kk) r += x[kk] * ur[kk];
-            if (rin) {
+            if (MAML_WITH_RIN) {
               const T* rx = RXt + ii * kTileLd;
               for (int kk = 0; kk < nk; ++kk) r += rx[kk] * wr[kk];
             }
@@ -330,7 +335,7 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
         const int ii = e / nj, jj = e - ii * nj;
         const int64_t o = static_cast<int64_t>(i0 + ii) * dout + j0 + jj;
         z[o] = Zt[e];
-        if (u) rpre[o] = Rt[e];
+        if (MAML_WITH_U) rpre[o] = Rt[e];
       }
       blk.sync();
     }
@@ -339,16 +344,18 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
     for (int e = tid; e < n * dout; e += nt) {
       const T a = k_act(m.act, z[e]);
       z[e] = a;
-      if (u) ract[e] = k_d1(m.act, a) * rpre[e];
+      if (MAML_WITH_U) ract[e] = k_d1(m.act, a) * rpre[e];
     }
   }
   blk.sync();
+#undef MAML_WITH_U
+#undef MAML_WITH_RIN
 }
 
 // Forward pass at th on set (and the R-forward along u when u != nullptr), layer by layer:
 //   z_l = a_{l−1} W_lᵀ + b_l,  a_l = f(z_l) (l < L)
 //   R(z_l) = R(a_{l−1}) W_lᵀ + a_{l−1} uW_lᵀ + ub_l,  R(a_l) = f'(z_l) R(z_l)
-template <class T, class Block>
+template <int kVariant = 1, class T, class Block>
 MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
                           const Pass<T>& w) {
   const int n = set.n;
@@ -360,7 +367,12 @@ MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const 
     T *z = w.act + off, *rpre = w.rpre + off, *ract = w.ract + off;
     const bool tiled = w.tile && m.dims[l - 1] >= kTileMin && dout >= kTileMin;
     if (tiled) {
-      forward_layer_tiled(blk, m, l, th, u, in, rin, n, z, rpre, ract, w.tile);  // ends with sync()
+      if constexpr (kVariant >= 2) {  // ends with sync()
+        if (u) forward_layer_tiled<1>(blk, m, l, th, u, in, rin, n, z, rpre, ract, w.tile);
+        else forward_layer_tiled<0>(blk, m, l, th, u, in, rin, n, z, rpre, ract, w.tile);
+      } else {
+        forward_layer_tiled(blk, m, l, th, u, in, rin, n, z, rpre, ract, w.tile);  // ends with sync()
+      }
     } else if (n * dout >= 4 * blk.size()) {
       const int chunks = (n + kRows - 1) / kRows;
       for (int idx = blk.tid(); idx < chunks * dout; idx += blk.size()) {
@@ -447,10 +459,12 @@ MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const
 // Rows i0..i0+nr−1 (nr ≤ R) of column k of the deltas of layer l−1 (from those of layer l):
 //   dz_{l−1} = (dz_l W_l) ⊙ f'(a_{l−1})
 //   R(dz_{l−1}) = (R(dz_l) W_l + dz_l uW_l) ⊙ f' + (dz_l W_l) ⊙ f'' ⊙ R(z_{l−1})
-// Each weight W[j, k] is read once for all R rows.
-template <int R, class T>
+// Each weight W[j, k] is read once for all R rows. kWR: −1, the R part decided at run time by
+// with_r (kernel variant 1); 0 or 1, fixed at compile time (variant 2).
+template <int R, int kWR = -1, class T>
 MAML_HD void delta_rows(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dz, const T* rdz,
                         int64_t prev_off, int i0, int nr, int k, bool with_r) {
+  if constexpr (kWR >= 0) with_r = kWR == 1;
   const int din = m.dims[l - 1], dout = m.dims[l];
   const T* W = th + m.w_off[l];
   const T* uW = with_r ? u + m.w_off[l] : nullptr;
@@ -685,7 +699,13 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
       } else if (chunked) {
         const int q = idx - n_par;
         const int ch = q / din, k = q - ch * din, i0 = ch * kRows;
-        delta_rows<kRows>(m, l, th, u, w, dz, rdz, prev_off, i0, n - i0 < kRows ? n - i0 : kRows, k, with_r);
+        const int nr = n - i0 < kRows ? n - i0 : kRows;
+        if constexpr (kVariant >= 2) {
+          if (with_r) delta_rows<kRows, 1>(m, l, th, u, w, dz, rdz, prev_off, i0, nr, k, true);
+          else delta_rows<kRows, 0>(m, l, th, u, w, dz, rdz, prev_off, i0, nr, k, false);
+        } else {
+          delta_rows<kRows>(m, l, th, u, w, dz, rdz, prev_off, i0, nr, k, with_r);
+        }
       } else {
         const int q = idx - n_par;
         const int i = q / din, k = q - i * din;
@@ -703,7 +723,7 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
 template <int kVariant = 1, class T, class Block>
 MAML_HD T grad_pass(const Block& blk, const KModel& m, const T* th, const T* u, const KSet<T>& set,
                     const Pass<T>& w, const Emit<T>& e, bool want_loss) {
-  forward_pass(blk, m, th, u, set, w);
+  forward_pass<kVariant>(blk, m, th, u, set, w);
   const T loss = loss_pass(blk, m, set, w, u != nullptr, want_loss);
   if (e.wants_g() || e.vsub) backward_pass<kVariant>(blk, m, th, u, set, w, e);
   return loss;
