@@ -1,8 +1,9 @@
 // The N-way K-shot sampler and class splits: invariants of every episode, seeded determinism,
 // and bad inputs.
 import { describe, it, expect } from 'vitest';
-import { fewShotSampler, splitClasses, MamlError } from '../src/index.js';
+import { fewShotSampler, splitClasses } from '../src/index.js';
 import { Rng } from '../src/rng.js';
+import { codeOf as code } from './helpers.js';
 
 /** A labeled set where each row's first value is its row index and its second its class. */
 function dataset(classes: number, perClass: number, dim = 3, seed = 1) {
@@ -23,16 +24,6 @@ function dataset(classes: number, perClass: number, dim = 3, seed = 1) {
     for (let k = 2; k < dim; k++) x[r * dim + k] = rng.range(-1, 1);
   }
   return { x, labels, dim };
-}
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(MamlError);
-    return (err as MamlError).code;
-  }
-  return undefined;
 }
 
 describe('fewShotSampler', () => {

@@ -4,20 +4,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FewShotLearner, MamlError, loadGlyphModel } from '../src/index.js';
+import { FewShotLearner, loadGlyphModel } from '../src/index.js';
+import { codeOf as code } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'maml-glyph-ckpt-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(MamlError);
-    return (err as MamlError).code;
-  }
-  return undefined;
-}
 
 describe('loadGlyphModel', () => {
   const path = join(dir, 'm.safetensors');

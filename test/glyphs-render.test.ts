@@ -6,16 +6,7 @@ import { Rng } from '../src/rng.js';
 import { loadHanziCharacters, hanziDataDir } from '../src/glyphs/hanzi.js';
 import { renderGlyph, rotateImage, sampleSeed, DISTORTION_DEFAULTS } from '../src/glyphs/render.js';
 import { glyphDataset } from '../src/glyphs/dataset.js';
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(MamlError);
-    return (err as MamlError).code;
-  }
-  return undefined;
-}
+import { codeOf as code } from './helpers.js';
 
 const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
