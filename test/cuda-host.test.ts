@@ -280,6 +280,50 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     }
   }, 120_000);
 
+  // Kernel variant 3 (MAML_CUDA_KERNEL=3 on the GPU) computes the wide layers' products with one
+  // output column per thread and all the rows in registers: another order of the forward sums
+  // (so not variant 1's bits), the same tolerance against the reference. The shapes cover its
+  // edges: inputs not a multiple of its 16-input tiles (70, 45, 33, 131), more outputs than
+  // threads (column blocks for 3 and 32 threads), every padded row count (4, 8, 12, 16), sets
+  // of more than 16 rows (forward in row chunks; the backward phase then takes variant 2's path),
+  // an empty support set, R-forward with and without an input R part.
+  it('kernel variant 3: reference match in float64 and float32, same bits for 1, 3, 32 and 128 threads', () => {
+    const rng = new Rng(31);
+    let differs = 0;
+    for (const [model, algorithm, rateKind, rows] of [
+      [{ layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' }, 'maml', 'scalar', 10],
+      [{ layers: [3, 70, 45, 3], activation: 'tanh', loss: 'mse' }, 'maml', 'per-step', 16],
+      [{ layers: [40, 33, 4], activation: 'tanh', loss: 'cross-entropy' }, 'meta-sgd', 'per-param', 24],
+      [{ layers: [6, 64, 131, 2], activation: 'relu', loss: 'binary-cross-entropy' }, 'anil', 'scalar', 7],
+      [{ layers: [5, 48, 96, 3], activation: 'relu', loss: 'mse' }, 'fomaml', 'per-step-param', 4],
+      [{ layers: [2, 37, 40, 1], activation: 'tanh', loss: 'mse' }, 'reptile', 'scalar', 12],
+    ] as [ModelSpec, Algorithm, 'scalar' | 'per-step' | 'per-param' | 'per-step-param', number][]) {
+      const batch = raggedBatch(rng, model, 4, rows);
+      const o = options(rng, model, algorithm, 2, rateKind);
+      const p64 = Float64Array.from(initParams(model, { seed: 12 }));
+      const what = `${algorithm} ${modelName(model)}, variant 3`;
+      const ref = addon.metaGradient({ ...args(model, p64, batch, o, 'float64'), reference: true } as never);
+      const a64 = { ...(args(model, p64, batch, o, 'float64') as object), tiled: true };
+      const three = addon.metaGradientCudaHost({ ...a64, kernelVariant: 3 });
+      expectClose(three.grad, ref.grad, 1e-11, `${what}: float64 gradient`);
+      if (ref.rateGrad) expectClose(three.rateGrad!, ref.rateGrad, 1e-11, `${what}: float64 rate gradient`);
+      expect(Math.abs(three.loss - ref.loss)).toBeLessThanOrEqual(1e-11 * Math.max(1, Math.abs(ref.loss)));
+      const one = addon.metaGradientCudaHost(a64);
+      if (Array.from(one.grad).some((g, i) => g !== three.grad[i])) differs++;
+      const o32 = { ...o, innerLr: o.innerLr instanceof Float64Array ? Float32Array.from(o.innerLr) : o.innerLr };
+      const a32 = { ...(args(model, Float32Array.from(p64), f32(batch), o32, 'float32') as object), tiled: true, kernelVariant: 3 };
+      const k32 = addon.metaGradientCudaHost(a32);
+      expectClose(k32.grad, ref.grad, 4e-5, `${what}: float32 gradient`);
+      for (const blockThreads of [3, 32, 128]) {
+        const many = addon.metaGradientCudaHost({ ...a32, blockThreads });
+        expect(Array.from(many.grad), `${what}, ${blockThreads} threads`).toEqual(Array.from(k32.grad));
+        if (k32.rateGrad) expectClose(many.rateGrad!, k32.rateGrad, 1e-5, `${what}, ${blockThreads} threads: rate gradient`);
+      }
+    }
+    // the row-register products ran (their forward sums are in another order than variant 1's)
+    expect(differs).toBeGreaterThanOrEqual(5);
+  }, 120_000);
+
   it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
     const rng = new Rng(3);
     const model = EXTRA[0]!;

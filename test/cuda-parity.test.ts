@@ -236,6 +236,40 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
     }
   });
 
+  // Variant 3 changes the wide layers' products of the global-memory kernel (another order of the
+  // forward sums): the reference tolerance, and reproducible bits. Shapes: the wide net; inputs
+  // not a multiple of its 16-input tiles; sets of more than 16 rows (row chunks); ragged tasks with
+  // an empty support set.
+  it('kernel variant 3 (MAML_CUDA_KERNEL=3) matches the reference on wide nets, reproducibly', () => {
+    const saved = process.env.MAML_CUDA_KERNEL;
+    try {
+      process.env.MAML_CUDA_KERNEL = '3';
+      const rng = new Rng(27);
+      const wideOdd: ModelSpec = { layers: [3, 70, 45, 3], activation: 'tanh', loss: 'mse' };
+      for (const algorithm of ALGOS) expect(checkGradient(WIDE, uniformBatch(rng, WIDE, 9, 10, 10), algorithm, 2, 11)).toBe('global');
+      checkGradient(wideOdd, uniformBatch(rng, wideOdd, 7, 20, 13), 'maml', 2, 12);
+      checkGradient(wideOdd, uniformBatch(rng, wideOdd, 5, 16, 3), 'meta-sgd', 3, 13);
+      const so = Int32Array.from([0, 0, 4, 21, 33]), qo = Int32Array.from([0, 3, 5, 24, 40]);
+      const ragged = {
+        tasks: 4, supportOffsets: so, queryOffsets: qo,
+        xs: randomArray(rng, 33 * 3, 1, Float32Array), ys: randomTargets(rng, wideOdd, 33, Float32Array),
+        xq: randomArray(rng, 40 * 3, 1, Float32Array), yq: randomTargets(rng, wideOdd, 40, Float32Array),
+      } as MetaBatch;
+      for (const algorithm of ALGOS) checkGradient(wideOdd, ragged, algorithm, 2, 14);
+      const m = checkModel(WIDE, 't');
+      const args = {
+        layers: m.layers, activation: m.activation, loss: m.loss, params: Float32Array.from(initParams(WIDE, { seed: 2 })), wantRateGrad: true,
+        ...checkInner({ algorithm: 'maml', innerSteps: 3 }, m, 'float32', 't'), ...checkBatch(uniformBatch(rng, WIDE, 12, 10, 10), m, 'float32', 't', true),
+      };
+      const first = cuda!.cudaMetaGradient(args), again = cuda!.cudaMetaGradient(args);
+      expect(again.grad).toEqual(first.grad);
+      expect(again.loss).toBe(first.loss);
+    } finally {
+      if (saved === undefined) delete process.env.MAML_CUDA_KERNEL;
+      else process.env.MAML_CUDA_KERNEL = saved;
+    }
+  });
+
   it('stepAsync (the step on a worker thread) equals step bit for bit, in call order, with new step weights', async () => {
     const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 2, seed: 9, device: 'cuda' as const };
     const [a, b] = [new MetaLearner(o), new MetaLearner(o)];

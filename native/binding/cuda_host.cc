@@ -10,9 +10,10 @@
 // std::threads that meet at a barrier in every sync(), the GPU block's decomposition of the
 // work, so that a missing sync() or two threads writing one element shows up as a wrong or
 // irreproducible result. Option tiled: the global-memory kernel's tile scratch; option
-// kernelVariant (metaGradientCudaHost): 2 runs the experimental variant of the meta-step.
+// kernelVariant (metaGradientCudaHost): 2 or 3 runs that experimental variant of the meta-step.
 #include "cuda_host.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -103,7 +104,8 @@ struct HostRun {
     c = cuda::make_kconfig(call.cfg, call.rates);
     B = b.data.tasks;
     threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
-    tile.resize(boolean(o, "tiled", false) ? cuda::kTileFloats : 0);  // the global-memory kernel's tiles
+    // the global-memory kernel's tiles (variant 3 has more)
+    tile.resize(boolean(o, "tiled", false) ? std::max(cuda::kTileFloats, cuda::kTileFloatsV3) : 0);
     lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
     weights.assign(call.cfg.weights.begin(), call.cfg.weights.end());
     a = kargs_of(b, call.theta, call.rates.data, weights);
@@ -122,15 +124,14 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   HostRun<T> h(o, s, true);
   const int64_t B = h.B, P = h.m.P, slot = P + h.c.R;
   std::vector<T> slots(static_cast<size_t>(checked_mul(B, slot, "slots"))), losses(static_cast<size_t>(B));
-  // kernelVariant 2: the experimental kernel variant (task_kernel.hpp weight_tile_v2)
-  const bool v2 = has(o, "kernelVariant") && integer(o, "kernelVariant", 1, 2) == 2;
+  // kernelVariant 2 or 3: the experimental kernel variants (task_kernel.hpp)
+  const int variant = has(o, "kernelVariant") ? static_cast<int>(integer(o, "kernelVariant", 1, 3)) : 1;
   h.each_task([&](const auto& blk, int t) {
-    if (v2)
-      cuda::task_meta_step<2>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, slots.data() + t * slot, losses.data() + t,
-                              h.tiles());
-    else
-      cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, slots.data() + t * slot, losses.data() + t,
-                           h.tiles());
+    T* out = slots.data() + t * slot;
+    T* loss = losses.data() + t;
+    if (variant == 3) cuda::task_meta_step<3>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
+    else if (variant == 2) cuda::task_meta_step<2>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
+    else cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
   });
   auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(P));
   auto rate_grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(h.c.R));

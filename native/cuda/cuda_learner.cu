@@ -26,10 +26,13 @@ int block_threads() {
 }
 
 // The meta-step kernel variant: 1, or MAML_CUDA_KERNEL=2 (weight gradients of wide layers in
-// tiles specialised per pass; an experiment, bench/NOTES.md entry 23). Same results.
+// tiles specialised per pass) or 3 (and the wide layers' forward and delta products with all rows
+// in registers); experiments, bench/NOTES.md entries 23 and 25. Results within float32 rounding
+// of each other (2: the same bits as 1).
 int kernel_variant() {
   const char* env = std::getenv("MAML_CUDA_KERNEL");
-  return env && std::atoi(env) == 2 ? 2 : 1;
+  const int v = env ? std::atoi(env) : 1;
+  return v == 2 || v == 3 ? v : 1;
 }
 
 // Bytes of global working memory for one launch of tasks: 2 GiB, or MAML_CUDA_SCRATCH_BYTES (a

@@ -18,10 +18,12 @@
 #define MAML_HD __host__ __device__
 #define MAML_UNROLL _Pragma("unroll")
 #define MAML_UNROLL4 _Pragma("unroll 4")
+#define MAML_NOINLINE __noinline__
 #else
 #define MAML_HD
 #define MAML_UNROLL
 #define MAML_UNROLL4
+#define MAML_NOINLINE
 #endif
 
 namespace maml::cuda {
@@ -56,5 +58,31 @@ MAML_HD inline float k_tanh(float x) { return tanhf(x); }
 MAML_HD inline double k_tanh(double x) { return tanh(x); }
 MAML_HD inline float k_abs(float x) { return fabsf(x); }
 MAML_HD inline double k_abs(double x) { return fabs(x); }
+
+// Four consecutive values p[0..3] into o[0..3]. On the device, float: one 16-byte load (p must
+// be 16-byte aligned: kernel variant 3 keeps its staged operands so); elsewhere four loads.
+template <class T>
+MAML_HD inline void k_ld4(const T* p, T* o) {
+  o[0] = p[0];
+  o[1] = p[1];
+  o[2] = p[2];
+  o[3] = p[3];
+}
+#ifdef __CUDACC__
+MAML_HD inline void k_ld4(const float* p, float* o) {
+#ifdef __CUDA_ARCH__
+  const float4 q = *reinterpret_cast<const float4*>(p);
+  o[0] = q.x;
+  o[1] = q.y;
+  o[2] = q.z;
+  o[3] = q.w;
+#else
+  o[0] = p[0];
+  o[1] = p[1];
+  o[2] = p[2];
+  o[3] = p[3];
+#endif
+}
+#endif
 
 }  // namespace maml::cuda

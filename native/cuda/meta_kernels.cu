@@ -23,10 +23,11 @@ namespace {
 constexpr int kTaskThreadsMax = 256, kTaskBlocksPerSM = 2;
 
 // Block b runs task task0 + b; with global working memory it uses scratch row b. kVariant: 1,
-// or 2 (task_kernel.hpp's weight_tile_v2; MAML_CUDA_KERNEL=2), an experiment to time on a GPU.
+// 2 (task_kernel.hpp's weight_tile_v2; MAML_CUDA_KERNEL=2) or 3 (and the row-register products of
+// wide layers; MAML_CUDA_KERNEL=3, global-memory kernel only), experiments to time on a GPU.
 template <bool kShared, int kVariant = 1>
 __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];  // 16-byte aligned: variant 3 loads four floats at once
   const int t = task0 + static_cast<int>(blockIdx.x);
   float* work = kShared ? smem : scratch + static_cast<int64_t>(blockIdx.x) * lay.total;
   const int64_t slot = static_cast<int64_t>(m.P) + c.R;
@@ -35,7 +36,7 @@ __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_
 
 template <bool kShared>
 __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   const int t = task0 + static_cast<int>(blockIdx.x);
   float* work = kShared ? smem : scratch + static_cast<int64_t>(blockIdx.x) * lay.total;
   task_adapt(DeviceBlock{}, m, c, a, t, work, lay, a.adapted + static_cast<int64_t>(t) * m.P, kShared ? nullptr : smem);
@@ -112,9 +113,12 @@ __global__ void update_kernel(UpdateArgs u, float* p, float* grad, float* m, flo
 
 unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
+// tile_floats: the global-memory kernel's tile scratch (kTileFloats, or kTileFloatsV3 for
+// variant 3; at most 48 KB, so no opt-in is needed).
 template <class Kernel>
 void launch_tasks(Kernel shared_kernel, Kernel global_kernel, const KModel& m, const KConfig& c,
-                  const KArgs<float>& a, int tasks, const Layout& lay, const TaskLaunch& how, cudaStream_t stream) {
+                  const KArgs<float>& a, int tasks, const Layout& lay, const TaskLaunch& how, cudaStream_t stream,
+                  int tile_floats = kTileFloats) {
   if (tasks <= 0) return;
   if (how.shared) {
     const size_t bytes = static_cast<size_t>(lay.total) * sizeof(float);
@@ -127,7 +131,7 @@ void launch_tasks(Kernel shared_kernel, Kernel global_kernel, const KModel& m, c
     const int chunk = how.chunk > 0 ? how.chunk : tasks;
     for (int t0 = 0; t0 < tasks; t0 += chunk) {
       const int n = tasks - t0 < chunk ? tasks - t0 : chunk;
-      global_kernel<<<n, how.threads, kTileFloats * sizeof(float), stream>>>(m, c, a, lay, how.scratch, t0);
+      global_kernel<<<n, how.threads, tile_floats * sizeof(float), stream>>>(m, c, a, lay, how.scratch, t0);
       CUDA_CHECK(cudaGetLastError());
     }
   }
@@ -141,6 +145,7 @@ int max_task_threads() {
                         reinterpret_cast<const void*>(meta_tasks_kernel<false>),
                         reinterpret_cast<const void*>(meta_tasks_kernel<true, 2>),
                         reinterpret_cast<const void*>(meta_tasks_kernel<false, 2>),
+                        reinterpret_cast<const void*>(meta_tasks_kernel<false, 3>),
                         reinterpret_cast<const void*>(adapt_tasks_kernel<true>),
                         reinterpret_cast<const void*>(adapt_tasks_kernel<false>)}) {
     cudaFuncAttributes attr{};
@@ -158,7 +163,11 @@ int shared_limit(int device) {
 
 void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
                        const TaskLaunch& how, cudaStream_t stream) {
-  if (how.variant == 2) launch_tasks(meta_tasks_kernel<true, 2>, meta_tasks_kernel<false, 2>, m, c, a, tasks, lay, how, stream);
+  // variant 3 changes only the global-memory kernel (the shared-memory one has no tiles): its
+  // small networks run variant 2's shared-memory kernel
+  if (how.variant == 3)
+    launch_tasks(meta_tasks_kernel<true, 2>, meta_tasks_kernel<false, 3>, m, c, a, tasks, lay, how, stream, kTileFloatsV3);
+  else if (how.variant == 2) launch_tasks(meta_tasks_kernel<true, 2>, meta_tasks_kernel<false, 2>, m, c, a, tasks, lay, how, stream);
   else launch_tasks(meta_tasks_kernel<true>, meta_tasks_kernel<false>, m, c, a, tasks, lay, how, stream);
 }
 

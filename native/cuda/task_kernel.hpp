@@ -352,6 +352,155 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
 #undef MAML_WITH_RIN
 }
 
+// ---- Kernel variant 3 (MAML_CUDA_KERNEL=3): row-register products for wide layers ------------
+// In the global-memory kernel, a wide layer's products give each thread one output column (the
+// forward products: column j of z; the delta products: column k of the deltas below) and ALL the
+// rows of the set (up to kV3Rows, padded to RP, a multiple of 4) in registers; the operand that
+// every thread shares (the rows of x, or of the deltas) is staged in the block's scratch
+// transposed, [k][RP], and read four rows per load by every thread at once (a broadcast). Each
+// weight is loaded once per pass and used for RP rows, with no index arithmetic per product:
+// variant 1 loads two shared-memory values per product (forward) or reloads every weight per 8
+// rows (deltas). Sums per output: the forward from the bias over k ascending (R part: per k,
+// x uW then R(x) W); the deltas over j ascending, as delta_rows. Variant 3 needs more scratch
+// (kTileFloatsV3: 48 KB, the most a block may have without opting in) and uses variant 2's
+// weight-gradient tiles. The layer functions are not inlined on the device (MAML_NOINLINE): each
+// gets its own 128 registers (inlined into the task kernel, ptxas spilled 1.5 KB; as calls, the
+// hot loops spill at most a few words; the calls run a few times per layer pass).
+constexpr int kTileFloatsV3 = 12288;
+constexpr int kV3K = 16;     // inputs per weight tile of the forward products (a power of 2)
+constexpr int kV3Rows = 16;  // rows in registers, at most
+
+// The padded row count for n rows: the multiple of 4 at or above n, at most kV3Rows.
+MAML_HD inline int v3_rows(int n) { return n > 12 ? 16 : n > 8 ? 12 : n > 4 ? 8 : 4; }
+
+// The layer's scratch need in floats: the forward's transposed weight tiles (and uW's) and the
+// rows of x (and R(x)) of one tile.
+MAML_HD inline int v3_forward_floats(int nt, int rp, bool with_u, bool with_rx) {
+  return kV3K * (nt + 1) * (with_u ? 2 : 1) + kV3K * rp * (with_rx ? 2 : 1);
+}
+
+// Layer l's z = a Wᵀ + b (and R(z), R(a) when U) in chunks of RP rows and column blocks of the
+// block's size: every k-tile of kV3K inputs, the block loads the weights [nj x kV3K] (coalesced:
+// consecutive threads on consecutive inputs of a weight row) into Wt[kk][j] and the rows into
+// xT[kk][r] (rows nr..RP−1 zero), then thread tid adds the tile's products to its column j0 + tid.
+// Ends with sync().
+template <int RP, bool U, bool RX, class T, class Block>
+MAML_NOINLINE MAML_HD void forward_layer_rows(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
+                                const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
+  const int din = m.dims[l - 1], dout = m.dims[l], tid = blk.tid(), nt = blk.size();
+  const int ldj = nt + 1;
+  T* Wt = tile;
+  T* uWt = tile + kV3K * ldj;
+  T* xT = tile + kV3K * ldj * (U ? 2 : 1);  // a multiple of 16 floats from the scratch's start
+  T* rxT = xT + kV3K * RP;
+  const T* W = th + m.w_off[l];
+  const T* uW = U ? u + m.w_off[l] : nullptr;
+  const bool hidden = l < m.L;
+  for (int i0 = 0; i0 < n; i0 += RP) {
+    const int nr = n - i0 < RP ? n - i0 : RP;
+    for (int j0 = 0; j0 < dout; j0 += nt) {
+      const int nj = dout - j0 < nt ? dout - j0 : nt;
+      const bool mine = tid < nj;
+      const int j = j0 + tid;
+      T acc[RP], racc[RP];
+      const T b = mine ? th[m.b_off[l] + j] : T(0);
+      const T ub = U && mine ? u[m.b_off[l] + j] : T(0);
+      MAML_UNROLL
+      for (int r = 0; r < RP; ++r) {
+        acc[r] = b;
+        racc[r] = ub;
+      }
+      for (int k0 = 0; k0 < din; k0 += kV3K) {
+        const int nk = din - k0 < kV3K ? din - k0 : kV3K;
+        for (int q = tid; q < nj * kV3K; q += nt) {
+          const int jj = q / kV3K, kk = q - jj * kV3K;
+          if (kk < nk) {
+            const int g = (j0 + jj) * din + k0 + kk;
+            Wt[kk * ldj + jj] = W[g];
+            if (U) uWt[kk * ldj + jj] = uW[g];
+          }
+        }
+        for (int q = tid; q < kV3K * RP; q += nt) {
+          const int kk = q / RP, r = q - kk * RP;
+          const bool ok = kk < nk && r < nr;
+          const int g = (i0 + r) * din + k0 + kk;
+          xT[q] = ok ? in[g] : T(0);
+          if (RX) rxT[q] = ok ? rin[g] : T(0);
+        }
+        blk.sync();
+        if (mine) {
+          auto step = [&](int kk) {
+            const T w = Wt[kk * ldj + tid];
+            T x[RP];
+            MAML_UNROLL
+            for (int r = 0; r < RP; r += 4) k_ld4(xT + kk * RP + r, x + r);
+            MAML_UNROLL
+            for (int r = 0; r < RP; ++r) acc[r] += x[r] * w;
+            if (U) {
+              const T uw = uWt[kk * ldj + tid];
+              T rx[RP];
+              if (RX) {
+                MAML_UNROLL
+                for (int r = 0; r < RP; r += 4) k_ld4(rxT + kk * RP + r, rx + r);
+              }
+              MAML_UNROLL
+              for (int r = 0; r < RP; ++r) {
+                racc[r] += x[r] * uw;
+                if (RX) racc[r] += rx[r] * w;
+              }
+            }
+          };
+          if (nk == kV3K) {
+            MAML_UNROLL
+            for (int kk = 0; kk < kV3K; ++kk) step(kk);
+          } else {
+            for (int kk = 0; kk < nk; ++kk) step(kk);
+          }
+        }
+        blk.sync();
+      }
+      if (mine) {
+        MAML_UNROLL
+        for (int r = 0; r < RP; ++r) {
+          if (r >= nr) break;
+          const int64_t o = static_cast<int64_t>(i0 + r) * dout + j;
+          const T a = hidden ? k_act(m.act, acc[r]) : acc[r];
+          z[o] = a;
+          if (U) {
+            rpre[o] = racc[r];
+            if (hidden) ract[o] = k_d1(m.act, a) * racc[r];
+          }
+        }
+      }
+    }
+  }
+  blk.sync();
+}
+
+template <int RP, class T, class Block>
+MAML_HD void forward_layer_v3_rp(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
+                                 const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
+  if (!u) forward_layer_rows<RP, false, false>(blk, m, l, th, u, in, rin, n, z, rpre, ract, tile);
+  else if (!rin) forward_layer_rows<RP, true, false>(blk, m, l, th, u, in, rin, n, z, rpre, ract, tile);
+  else forward_layer_rows<RP, true, true>(blk, m, l, th, u, in, rin, n, z, rpre, ract, tile);
+}
+
+// Variant 3's forward of a wide layer when the scratch holds its tiles (returns false, having done
+// nothing, otherwise). Ends with sync().
+template <class T, class Block>
+MAML_HD bool forward_layer_v3(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
+                              const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
+  const int rp = v3_rows(n);
+  if (v3_forward_floats(blk.size(), rp, u != nullptr, u && rin) > kTileFloatsV3) return false;
+  switch (rp) {
+    case 4: forward_layer_v3_rp<4>(blk, m, l, th, u, in, rin, n, z, rpre, ract, tile); break;
+    case 8: forward_layer_v3_rp<8>(blk, m, l, th, u, in, rin, n, z, rpre, ract, tile); break;
+    case 12: forward_layer_v3_rp<12>(blk, m, l, th, u, in, rin, n, z, rpre, ract, tile); break;
+    default: forward_layer_v3_rp<16>(blk, m, l, th, u, in, rin, n, z, rpre, ract, tile); break;
+  }
+  return true;
+}
+
 // Forward pass at th on set (and the R-forward along u when u != nullptr), layer by layer:
 //   z_l = a_{l−1} W_lᵀ + b_l,  a_l = f(z_l) (l < L)
 //   R(z_l) = R(a_{l−1}) W_lᵀ + a_{l−1} uW_lᵀ + ub_l,  R(a_l) = f'(z_l) R(z_l)
@@ -366,6 +515,13 @@ MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const 
     const T* rin = l > 1 ? w.ract + prev_off : nullptr;
     T *z = w.act + off, *rpre = w.rpre + off, *ract = w.ract + off;
     const bool tiled = w.tile && m.dims[l - 1] >= kTileMin && dout >= kTileMin;
+    if constexpr (kVariant >= 3) {  // variant 3: the row-register products where the scratch holds them
+      if (tiled && forward_layer_v3(blk, m, l, th, u, in, rin, n, z, rpre, ract, w.tile)) {
+        prev_off = off;
+        off += static_cast<int64_t>(n) * dout;
+        continue;
+      }
+    }
     if (tiled) {
       if constexpr (kVariant >= 2) {  // ends with sync()
         if (u) forward_layer_tiled<1>(blk, m, l, th, u, in, rin, n, z, rpre, ract, w.tile);
@@ -563,17 +719,19 @@ MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, cons
 // entry 23): weight_tile with the pass's mode fixed at compile time (G: the gradient is wanted;
 // R: the curvature product; RX: the input's R part exists) and no branch in the row loop: a
 // column or row past the layer's edge reads column kt or row j0 instead (always inside) and is
-// not written. The same sums in the same order as weight_tile, so the same bits.
+// not written. The same sums in the same order as weight_tile, so the same bits. The deltas of
+// row i, output j are dzs[i * drs + j * dcs] (the layer's [n, dout] rows: drs = dout, dcs = 1;
+// variant 3's transposed staging: drs = 1, dcs = its row count).
 template <bool G, bool R, bool RX, class T>
 MAML_HD void weight_tile_fixed(const KModel& m, int l, const T* in, const T* rin, const T* dzs, const T* rdzs, int n,
-                               int j0, int kt, int tk, const Emit<T>& e) {
+                               int j0, int kt, int tk, const Emit<T>& e, int drs, int dcs) {
   const int din = m.dims[l - 1], dout = m.dims[l];
   const int nj = dout - j0 < kTileGJ ? dout - j0 : kTileGJ;
   int col[kTileGK], row[kTileGJ];
   MAML_UNROLL
   for (int b = 0; b < kTileGK; ++b) col[b] = kt + b * tk < din ? b * tk : 0;
   MAML_UNROLL
-  for (int a = 0; a < kTileGJ; ++a) row[a] = a < nj ? a : 0;
+  for (int a = 0; a < kTileGJ; ++a) row[a] = (a < nj ? a : 0) * dcs;
   T g[kTileGJ][kTileGK], hv[kTileGJ][kTileGK];
   MAML_UNROLL
   for (int a = 0; a < kTileGJ; ++a)
@@ -582,9 +740,9 @@ MAML_HD void weight_tile_fixed(const KModel& m, int l, const T* in, const T* rin
   // row pointers advanced by one row per iteration; the column and row offsets stay fixed
   const T* xi = in + kt;
   const T* rxi = RX ? rin + kt : nullptr;
-  const T* dzi = dzs + j0;
-  const T* rdzi = R ? rdzs + j0 : nullptr;
-  for (int i = 0; i < n; ++i, xi += din, dzi += dout) {
+  const T* dzi = dzs + j0 * dcs;
+  const T* rdzi = R ? rdzs + j0 * dcs : nullptr;
+  for (int i = 0; i < n; ++i, xi += din, dzi += drs) {
     T x[kTileGK], rx[kTileGK], dz[kTileGJ], rdz[kTileGJ];
     MAML_UNROLL
     for (int b = 0; b < kTileGK; ++b) {
@@ -597,7 +755,7 @@ MAML_HD void weight_tile_fixed(const KModel& m, int l, const T* in, const T* rin
       if (R) rdz[a] = rdzi[row[a]];
     }
     if (RX) rxi += din;
-    if (R) rdzi += dout;
+    if (R) rdzi += drs;
     MAML_UNROLL
     for (int a = 0; a < kTileGJ; ++a)
       MAML_UNROLL
@@ -618,14 +776,125 @@ MAML_HD void weight_tile_fixed(const KModel& m, int l, const T* in, const T* rin
 
 template <class T>
 MAML_HD void weight_tile_v2(const KModel& m, int l, const T* in, const T* rin, const T* dzs, const T* rdzs, int n,
-                            int j0, int kt, int tk, const Emit<T>& e, bool want_g, bool with_r) {
-  if (!with_r) return weight_tile_fixed<true, false, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+                            int j0, int kt, int tk, const Emit<T>& e, bool want_g, bool with_r, int drs, int dcs) {
+  if (!with_r) return weight_tile_fixed<true, false, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
   if (want_g) {
-    if (rin) return weight_tile_fixed<true, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
-    return weight_tile_fixed<true, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+    if (rin) return weight_tile_fixed<true, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
+    return weight_tile_fixed<true, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
   }
-  if (rin) return weight_tile_fixed<false, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
-  weight_tile_fixed<false, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e);
+  if (rin) return weight_tile_fixed<false, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
+  weight_tile_fixed<false, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
+}
+
+// Variant 3's deltas of column k of layer l − 1, all n ≤ RP rows at once (see delta_rows: the
+// same sums in the same order), the deltas of layer l read from the transposed staging
+// dzT[j][RP] (and rdzT), four rows per load. Each weight W[j, k] is loaded once.
+template <int RP, int kWR, class T>
+MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dzT,
+                        const T* rdzT, int64_t prev_off, int n, int k) {
+  constexpr bool with_r = kWR == 1;
+  const int din = m.dims[l - 1], dout = m.dims[l];
+  const T* Wk = th + m.w_off[l] + k;
+  const T* uWk = with_r ? u + m.w_off[l] + k : nullptr;
+  T da[RP], rda[RP];
+  MAML_UNROLL
+  for (int r = 0; r < RP; ++r) da[r] = rda[r] = T(0);
+MAML_UNROLL4
+  for (int j = 0; j < dout; ++j) {
+    const T wjk = Wk[j * din];
+    T d[RP];
+    MAML_UNROLL
+    for (int r = 0; r < RP; r += 4) k_ld4(dzT + j * RP + r, d + r);
+    MAML_UNROLL
+    for (int r = 0; r < RP; ++r) da[r] += d[r] * wjk;
+    if (with_r) {
+      const T ujk = uWk[j * din];
+      T rd[RP];
+      MAML_UNROLL
+      for (int r = 0; r < RP; r += 4) k_ld4(rdzT + j * RP + r, rd + r);
+      MAML_UNROLL
+      for (int r = 0; r < RP; ++r) rda[r] += rd[r] * wjk + d[r] * ujk;
+    }
+  }
+  MAML_UNROLL
+  for (int r = 0; r < RP; ++r) {
+    if (r >= n) break;
+    const int64_t q = static_cast<int64_t>(r) * din + k;
+    const T a = w.act[prev_off + q];
+    if (with_r) w.rdz2[q] = rda[r] * k_d1(m.act, a) + da[r] * k_d2(m.act, a) * w.rpre[prev_off + q];
+    w.dz2[q] = da[r] * k_d1(m.act, a);
+  }
+}
+
+// Variant 3's backward phase of a wide layer (n ≤ RP rows; see backward_pass): the deltas of
+// layer l staged transposed, dzT[j][RP] (rows n..RP−1 zero, and R(dz) beside them), the inputs
+// [n, din] (and R parts) staged as they are where the scratch has room; then one phase of items:
+// the weights in variant 2's register tiles, the biases, the delta columns. Ends with sync().
+template <int RP, class T, class Block>
+MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
+                                 const T* in, const T* rin, int64_t prev_off, int n, const Emit<T>& e, bool want_g,
+                                 bool with_r) {
+  const int din = m.dims[l - 1], dout = m.dims[l], tid = blk.tid(), nt = blk.size();
+  T* dzT = w.tile;
+  T* rdzT = dzT + dout * RP;
+  T* sx = dzT + dout * RP * (with_r ? 2 : 1);
+  const int nx = n * din;
+  const bool stage_x = dout * RP * (with_r ? 2 : 1) + nx * (rin ? 2 : 1) <= kTileFloatsV3;
+  T* srx = sx + nx;
+  for (int q = tid; q < dout * RP; q += nt) {
+    const int j = q / RP, r = q - j * RP;
+    dzT[q] = r < n ? w.dz[r * dout + j] : T(0);
+    if (with_r) rdzT[q] = r < n ? w.rdz[r * dout + j] : T(0);
+  }
+  if (stage_x) {
+    for (int q = tid; q < nx; q += nt) {
+      sx[q] = in[q];
+      if (rin) srx[q] = rin[q];
+    }
+  }
+  blk.sync();
+  const T* xs = stage_x ? sx : in;
+  const T* rxs = rin ? (stage_x ? srx : rin) : nullptr;
+  const int tj = (dout + kTileGJ - 1) / kTileGJ, tk = (din + kTileGK - 1) / kTileGK;
+  const int n_w = tj * tk, n_par = n_w + dout, n_all = n_par + (l > 1 ? din : 0);
+  for (int idx = tid; idx < n_all; idx += nt) {
+    if (idx < n_w) {
+      const int jt = idx / tk, kt = idx - jt * tk;
+      weight_tile_v2(m, l, xs, rxs, dzT, rdzT, n, jt * kTileGJ, kt, tk, e, want_g, with_r, 1, RP);
+    } else if (idx < n_par) {  // bias j: the sums of backward_pass's bias items (x = 1)
+      const int j = idx - n_w;
+      T g = T(0), hv = T(0);
+      for (int i = 0; i < n; ++i) {
+        if (want_g) g += dzT[j * RP + i] * T(1);
+        if (with_r) hv += rdzT[j * RP + i] * T(1);
+      }
+      emit_param(e, m.b_off[l] + j, g, hv, with_r);
+    } else if (with_r) {
+      delta_cols<RP, 1>(m, l, th, u, w, dzT, rdzT, prev_off, n, idx - n_par);
+    } else {
+      delta_cols<RP, 0>(m, l, th, u, w, dzT, rdzT, prev_off, n, idx - n_par);
+    }
+  }
+  blk.sync();
+}
+
+// Variant 3's backward phase of layer l where it applies (a wide layer, a set of at most kV3Rows
+// rows, the staged deltas within the scratch); returns false, having done nothing, otherwise.
+template <class T, class Block>
+MAML_HD bool backward_layer_v3(const Block& blk, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
+                               const T* in, const T* rin, int64_t prev_off, int n, const Emit<T>& e, bool want_g,
+                               bool with_r) {
+  const int din = m.dims[l - 1], dout = m.dims[l];
+  const int rp = v3_rows(n);
+  if (!w.tile || din < kTileMin || dout < kTileMin || n > kV3Rows || dout * rp * (with_r ? 2 : 1) > kTileFloatsV3)
+    return false;
+  switch (rp) {
+    case 4: backward_layer_rows<4>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
+    case 8: backward_layer_rows<8>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
+    case 12: backward_layer_rows<12>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
+    default: backward_layer_rows<16>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
+  }
+  return true;
 }
 
 // Backward sweep (and R-backward when e.vsub, which needs forward_pass with u), per layer:
@@ -648,6 +917,14 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
     const int64_t prev_off = l > 1 ? off - static_cast<int64_t>(n) * din : 0;
     const T* in = l > 1 ? w.act + prev_off : set.x;
     const T* rin = (with_r && l > 1) ? w.ract + prev_off : nullptr;
+    if constexpr (kVariant >= 3) {
+      if (backward_layer_v3(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r)) {
+        T* t = w.dz; w.dz = w.dz2; w.dz2 = t;
+        t = w.rdz; w.rdz = w.rdz2; w.rdz2 = t;
+        off = prev_off;
+        continue;
+      }
+    }
     const T* dz = w.dz;
     const T* rdz = w.rdz;
     const int64_t nx = static_cast<int64_t>(n) * din, nd = static_cast<int64_t>(n) * dout;
@@ -679,7 +956,7 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
     for (int idx = blk.tid(); idx < n_all; idx += blk.size()) {
       if (idx < n_w && tiled) {
         const int jt = idx / tk, kt = idx - jt * tk;
-        if constexpr (kVariant >= 2) weight_tile_v2(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r);
+        if constexpr (kVariant >= 2) weight_tile_v2(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r, dout, 1);
         else weight_tile(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r);
       } else if (idx < n_par) {
         const bool bias = idx >= n_w;
@@ -758,7 +1035,9 @@ MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, con
 
 // One task's meta-gradient (see the top of this file). out: [P + R]; *loss: the outer loss.
 // tile: kTileFloats of block-shared scratch for wide layers (forward_layer_tiled), or nullptr.
-// kVariant: the kernel variant (1, or 2: weight_tile_v2), an experiment chosen at launch.
+// kVariant: the kernel variant (1; 2: weight_tile_v2; 3: variant 2 and the row-register products
+// of wide layers), an experiment chosen at launch. tile: kTileFloats floats for variants 1 and
+// 2, kTileFloatsV3 for variant 3.
 template <int kVariant = 1, class T, class Block>
 MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task,
                             T* work, const Layout& lay, T* out, T* loss_out, T* tile) {
