@@ -51,9 +51,13 @@ command -v node && node --version
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())' 2>&1
 grep -m1 "model name" /proc/cpuinfo; nproc; (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")
 
-stage "build gpu_check (nvcc -arch=$ARCH)"
 build_ok=0
-if timeout "$(limit 150)" nvcc -std=c++17 -O3 -arch="$ARCH" -Xptxas -v -I native bench/gpu/gpu_check.cu native/cuda/meta_kernels.cu \
+if [ -x .gpunode/gpu_check ] && [ "$(cat .gpunode/gpu_check.sources 2>/dev/null)" = "$(bash bench/gpu/source-hash.sh)" ] &&
+    [ "$ARCH" = sm_90 ] && [ "${MAML_GPU_BUILD:-}" != 1 ]; then
+  stage "gpu_check: the build packed by pack-node.mjs (same sources, same nvcc; MAML_GPU_BUILD=1 builds here)"
+  cp .gpunode/gpu_check "$BIN" && build_ok=1
+  echo "prebuilt gpu_check, sources $(cat .gpunode/gpu_check.sources)" > "$OUT/build.log"
+elif stage "build gpu_check (nvcc -arch=$ARCH)" && timeout "$(limit 150)" nvcc -std=c++17 -O3 -arch="$ARCH" -Xptxas -v -I native bench/gpu/gpu_check.cu native/cuda/meta_kernels.cu \
     native/cuda/cuda_learner.cu native/cpu/thread_pool.cc -lpthread -o "$BIN" > "$OUT/build.log" 2>&1; then
   build_ok=1
   echo "built $BIN"
