@@ -172,10 +172,14 @@ struct StepJob {
   }
 };
 
-// Runs StepJob::run on the JobWorker's thread and clears the learner's busy flag when it ends,
-// also when it throws (the JobWorker turns the exception into the promise's rejection).
-struct AsyncStepJob {
-  StepJob job;
+// Runs Job::run (a StepJob or an AdaptJob) on the JobWorker's thread and clears the learner's
+// busy flag when it ends, also when it throws (the JobWorker turns the exception into the
+// promise's rejection).
+namespace {
+
+template <class Job>
+struct BusyJob {
+  Job job;
   void run() {
     struct Idle {
       DeviceLearner& d;
@@ -184,6 +188,22 @@ struct AsyncStepJob {
     job.run();
   }
 };
+
+// Marks the learner busy and starts a's job on the JobWorker (keep: what the baton keeps alive;
+// finish: the promise's value). If it cannot be queued, the learner is idle again.
+template <class Job>
+Napi::Promise start_busy(const Napi::Env& env, LearnerHandle& h, std::unique_ptr<BusyJob<Job>> a,
+                         const Napi::Object& keep, typename JobWorker<BusyJob<Job>>::Finish finish) {
+  h.dev->busy.store(true, std::memory_order_release);  // cleared by BusyJob::run on the worker
+  try {
+    return JobWorker<BusyJob<Job>>::start(env, std::move(a), keep, std::move(finish));
+  } catch (...) {
+    h.dev->busy.store(false, std::memory_order_release);  // not queued
+    throw;
+  }
+}
+
+}  // namespace
 
 Napi::Value CudaLearnerStep(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
@@ -199,20 +219,13 @@ Napi::Value CudaLearnerStepAsync(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     LearnerHandle& h = handle_arg(info);
     const Napi::Object o = object_arg(info, 1);
-    auto a = std::make_unique<AsyncStepJob>();
+    auto a = std::make_unique<BusyJob<StepJob>>();
     a->job.parse(h, o);
     a->job.own(h.spec);
     Napi::Object keep = Napi::Object::New(info.Env());
     keep.Set("handle", info[0]);
-    h.dev->busy.store(true, std::memory_order_release);  // cleared by AsyncStepJob::run on the worker
-    try {
-      return JobWorker<AsyncStepJob>::start(
-          info.Env(), std::move(a), keep,
-          [](const Napi::Env& env, AsyncStepJob& j, const Napi::Object&) { return j.job.result(env); });
-    } catch (...) {
-      h.dev->busy.store(false, std::memory_order_release);  // the step was not queued
-      throw;
-    }
+    return start_busy<StepJob>(info.Env(), h, std::move(a), keep,
+                               [](const Napi::Env& env, BusyJob<StepJob>& j, const Napi::Object&) { return j.job.result(env); });
   });
 }
 
@@ -299,22 +312,10 @@ Napi::Value CudaLearnerAdapt(const Napi::CallbackInfo& info) {
   });
 }
 
-// Runs AdaptJob::run on the JobWorker's thread and clears the busy flag when it ends.
-struct AsyncAdaptJob {
-  AdaptJob job;
-  void run() {
-    struct Idle {
-      DeviceLearner& d;
-      ~Idle() { d.busy.store(false, std::memory_order_release); }
-    } idle{*job.dev};
-    job.run();
-  }
-};
-
 Napi::Value CudaLearnerAdaptAsync(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     LearnerHandle& h = handle_arg(info);
-    auto a = std::make_unique<AsyncAdaptJob>();
+    auto a = std::make_unique<BusyJob<AdaptJob>>();
     a->job.parse(h, object_arg(info, 1));
     a->job.own(h.spec);
     auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(checked_mul(a->job.tasks(), h.spec.n_params, "adapted")));
@@ -322,15 +323,8 @@ Napi::Value CudaLearnerAdaptAsync(const Napi::CallbackInfo& info) {
     Napi::Object keep = Napi::Object::New(info.Env());
     keep.Set("handle", info[0]);
     keep.Set("out", out);
-    h.dev->busy.store(true, std::memory_order_release);  // cleared by AsyncAdaptJob::run on the worker
-    try {
-      return JobWorker<AsyncAdaptJob>::start(
-          info.Env(), std::move(a), keep,
-          [](const Napi::Env&, AsyncAdaptJob&, const Napi::Object& k) -> Napi::Value { return k.Get("out"); });
-    } catch (...) {
-      h.dev->busy.store(false, std::memory_order_release);  // the adaptation was not queued
-      throw;
-    }
+    return start_busy<AdaptJob>(info.Env(), h, std::move(a), keep,
+                                [](const Napi::Env&, BusyJob<AdaptJob>&, const Napi::Object& k) -> Napi::Value { return k.Get("out"); });
   });
 }
 
