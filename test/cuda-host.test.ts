@@ -143,19 +143,28 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     check(model, batch, { algorithm: 'maml', innerSteps: 2, innerLr: [0.1, 0.2], stepWeights: [0.3, 0.7, 0] }, 2);
   });
 
-  it('adaptation (the inner loop alone) matches the reference adaptBatch', () => {
+  // The adaptation keeps θ_s in two buffers used in turn (its working memory does not grow with
+  // the step count): odd and even step counts end in different buffers, and zero steps in the first.
+  it('adaptation (the inner loop alone) matches the reference adaptBatch, for 0 to 7 steps', () => {
     const rng = new Rng(9);
+    let k = 0;
     for (const model of [MODELS[0]!, MODELS[2]!, EXTRA[0]!]) {
       for (const algorithm of ['maml', 'anil', 'meta-sgd'] as Algorithm[]) {
+        const steps = [3, 1, 2, 7, 4][k++ % 5]!;
         const batch = raggedBatch(rng, model, 5, 8);
-        const o = options(rng, model, algorithm, 3, algorithm === 'meta-sgd' ? 'per-param' : 'per-step');
+        const o = options(rng, model, algorithm, steps, algorithm === 'meta-sgd' ? 'per-param' : 'per-step');
         const p64 = Float64Array.from(initParams(model, { seed: 4 }));
         const a = args(model, p64, batch, o, 'float64');
         const ref = addon.adaptBatch({ ...a, reference: true } as never);
-        expectClose(addon.adaptBatchCudaHost(a), ref, 1e-12, `${algorithm} adapted parameters ${modelName(model)}`);
+        expectClose(addon.adaptBatchCudaHost(a), ref, 1e-12, `${algorithm} adapted parameters ${modelName(model)}, ${steps} steps`);
         expect(ref.length).toBe(5 * p64.length);
       }
     }
+    const model = MODELS[0]!;
+    const p = Float64Array.from(initParams(model, { seed: 5 }));
+    const a = args(model, p, raggedBatch(rng, model, 3, 6), { algorithm: 'maml', innerSteps: 0, innerLr: 0.1 }, 'float64');
+    const zero = addon.adaptBatchCudaHost(a);
+    for (let t = 0; t < 3; t++) expect(Array.from(zero.subarray(t * p.length, (t + 1) * p.length))).toEqual(Array.from(p));
   });
 
   // The GPU's decomposition of the work: each task on a block of host threads that meet at a

@@ -106,7 +106,9 @@ struct HostRun {
     threads = static_cast<int>(has(o, "blockThreads") ? integer(o, "blockThreads", 1, 256) : 1);
     // the global-memory kernel's tiles (variant 3 has more)
     tile.resize(boolean(o, "tiled", false) ? std::max(cuda::kTileFloats, cuda::kTileFloatsV3) : 0);
-    lay = cuda::plan_layout(m, c, cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B), threads);
+    const int n_max = cuda::max_rows(m, b.s_off.data(), b.q_off.data(), B);
+    // a meta-gradient's layout, or an adaptation's (no query set: the adaptation entry)
+    lay = need_query ? cuda::plan_layout(m, c, n_max, threads) : cuda::plan_adapt_layout(m, n_max, threads);
     weights.assign(call.cfg.weights.begin(), call.cfg.weights.end());
     a = kargs_of(b, call.theta, call.rates.data, weights);
     work.resize(static_cast<size_t>(lay.total));

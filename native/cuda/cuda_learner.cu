@@ -356,7 +356,7 @@ void CudaLearner::adapt(const HostBatch& b, int steps, const float* rates, int64
   a.theta = s.state.ptr;
   a.rates = dr;
   a.adapted = s.adapted.grow(static_cast<size_t>(checked_mul(B, s.P, "adapted parameters")));
-  const Layout lay = plan_layout(s.m, kc, max_rows(s.m, b.s_off, b.q_off, B), s.threads);
+  const Layout lay = plan_adapt_layout(s.m, max_rows(s.m, b.s_off, b.q_off, B), s.threads);
   launch_adapt_tasks(s.m, kc, a, static_cast<int>(B), lay, s.placement(lay, B), s.stream);
   CUDA_CHECK(cudaMemcpyAsync(out, a.adapted, sizeof(float) * static_cast<size_t>(B * s.P), cudaMemcpyDeviceToHost,
                              s.stream));

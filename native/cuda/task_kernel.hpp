@@ -95,6 +95,29 @@ MAML_HD inline Layout plan_layout(const KModel& m, const KConfig& c, int n_max, 
   return l;
 }
 
+// The working memory of an adaptation (task_adapt): two parameter vectors used in turn and one
+// pass of activations and deltas, without the R pass's buffers (an adaptation has none; their
+// pointers alias buffers that are then never written): 2P + n_max (Σ d_l + 2 max width) +
+// nthreads elements, whatever the number of steps.
+MAML_HD inline Layout plan_adapt_layout(const KModel& m, int n_max, int nthreads) {
+  Layout l;
+  const int64_t P = m.P, pass = static_cast<int64_t>(n_max) * m.sum_width,
+                delta = static_cast<int64_t>(n_max) * m.max_width;
+  int64_t o = 0;
+  l.thetas = o; o += 2 * P;
+  l.grads = l.v = l.u = o;  // none
+  l.act = o;    o += pass;
+  l.rpre = l.ract = l.act;
+  l.dz = o;     o += delta;
+  l.dz2 = o;    o += delta;
+  l.rdz = l.dz;
+  l.rdz2 = l.dz2;
+  l.red = o;    o += nthreads;
+  l.total = o;
+  l.n_max = n_max;
+  return l;
+}
+
 // The arrays of a meta-batch (CSR rows per task, as native/core/batch.hpp) and the outputs.
 template <class T>
 struct KArgs {
@@ -1109,13 +1132,28 @@ MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c,
   blk.sync();
 }
 
-// One task's adaptation: adapted [P] = θ_S.
+// One task's adaptation: adapted [P] = θ_S, the inner loop's steps (the same arithmetic as
+// inner_loop) with θ_s in two buffers used in turn (lay: plan_adapt_layout).
 template <class T, class Block>
 MAML_HD void task_adapt(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task, T* work,
                         const Layout& lay, T* adapted, T* tile) {
-  inner_loop(blk, m, c, a.theta, a.rates, support_of(m, a, task), work, lay, tile);
-  const T* thS = work + lay.thetas + static_cast<int64_t>(c.steps) * m.P;
-  for (int64_t i = blk.tid(); i < m.P; i += blk.size()) adapted[i] = thS[i];
+  const int64_t P = m.P;
+  T* const th[2] = {work + lay.thetas, work + lay.thetas + P};
+  for (int64_t i = blk.tid(); i < P; i += blk.size()) th[0][i] = a.theta[i];
+  blk.sync();
+  const KSet<T> sup = support_of(m, a, task);
+  const Pass<T> w = pass_of(work, lay, tile);
+  for (int s = 0; s < c.steps; ++s) {
+    Emit<T> e;
+    e.cur = th[s & 1];
+    e.next = th[(s + 1) & 1];
+    e.rate = a.rates + s * c.rate_step_stride;
+    e.param_stride = c.rate_param_stride;
+    e.begin = c.head_only() ? m.head_begin : 0;
+    grad_pass(blk, m, e.cur, static_cast<const T*>(nullptr), sup, w, e, false);
+  }
+  const T* thS = th[c.steps & 1];
+  for (int64_t i = blk.tid(); i < P; i += blk.size()) adapted[i] = thS[i];
   blk.sync();
 }
 
