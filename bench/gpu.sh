@@ -80,7 +80,7 @@ if [ $build_ok = 1 ] && want parity; then
     if [ $rc = 0 ]; then parity="gpu_check passed"; else parity="gpu_check FAILED (exit $rc)"; fi
     echo "$parity"
   fi
-  for v in 2 3; do
+  for v in 3; do
     stage "parity with kernel variant $v (MAML_CUDA_KERNEL=$v)"
     t=$(limit 150)
     if [ "$t" = 0 ]; then skipped "parity, variant $v"; else
@@ -161,13 +161,16 @@ if [ $build_ok = 1 ] && command -v compute-sanitizer > /dev/null && want sanitiz
   done
 fi
 
+# the kernel variant the ncu stages profile: MAML_GPU_PROFILE_KERNEL, default 3 (variant 1's
+# profile is in bench/NOTES.md entry 23)
+PROFILE_KERNEL=${MAML_GPU_PROFILE_KERNEL:-3}
 if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
-  stage "ncu: the fused meta-step kernel of each bench case (2 launches each; --clock-control none)"
+  stage "ncu: the fused meta-step kernel of each bench case, variant $PROFILE_KERNEL (2 launches each; --clock-control none)"
   t=$(limit 90 30)
   if ! want ncu; then echo "(not asked for)"
   elif [ "$t" = 0 ]; then skipped ncu 30; else
     echo "=== ncu" >> "$OUT/tools.txt"
-    timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-count 8 \
+    MAML_CUDA_KERNEL=$PROFILE_KERNEL timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-count 8 \
       --section SpeedOfLight --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis \
       --section MemoryWorkloadAnalysis --section WarpStateStats --section SourceCounters "$BIN" profile >> "$OUT/tools.txt" 2>&1
     echo "exit $?"
@@ -175,12 +178,12 @@ if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
   fi
   # where the wide net's kernel (the 5th launch of `profile`) stalls, per SASS instruction: the
   # source page of a report, as CSV, appended to tools.txt
-  stage "ncu: stall samples per instruction of the wide net's kernel"
+  stage "ncu: stall samples per instruction of the wide net's kernel, variant $PROFILE_KERNEL"
   t=$(limit 60 30)
   if ! want source; then echo "(not asked for)"
   elif [ "$t" = 0 ]; then skipped "ncu source" 30; else
     rm -f /tmp/maml-wide.ncu-rep
-    timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-skip 4 --launch-count 1 \
+    MAML_CUDA_KERNEL=$PROFILE_KERNEL timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-skip 4 --launch-count 1 \
       --section WarpStateStats --section SourceCounters -o /tmp/maml-wide "$BIN" profile > /dev/null 2>&1
     echo "profile exit $?"
     echo "=== ncu source page (wide kernel, SASS)" >> "$OUT/tools.txt"

@@ -258,11 +258,12 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     }
   }, 60_000);
 
-  // Kernel variant 2 (MAML_CUDA_KERNEL=2 on the GPU: weight-gradient tiles specialised per pass,
-  // with no branch in their row loop) computes every sum as variant 1 does: the same bits, in
-  // float32 and float64, plain and tiled, for a single thread (which tiles almost every layer)
+  // Without the tile scratch (where its row-register products do not run), kernel variant 3's
+  // code is its weight-gradient tiles specialised per pass (no branch in their row loop) and its
+  // delta rows with the R part fixed at compile time, which compute every sum as variant 1 does:
+  // the same bits, in float32 and float64, for a single thread (which tiles almost every layer)
   // and a block of 32.
-  it('kernel variant 2 gives variant 1 bit for bit', () => {
+  it('kernel variant 3 without the tile scratch gives variant 1 bit for bit', () => {
     const rng = new Rng(29);
     for (const [model, algorithm, rateKind, rows] of [
       [{ layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' }, 'maml', 'scalar', 12],
@@ -277,15 +278,14 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
       const p64 = Float64Array.from(initParams(model, { seed: 6 }));
       const o32 = { ...o, innerLr: o.innerLr instanceof Float64Array ? Float32Array.from(o.innerLr) : o.innerLr };
       for (const a of [args(model, p64, batch, o, 'float64'), args(model, Float32Array.from(p64), f32(batch), o32, 'float32')] as object[])
-        for (const tiled of [false, true])
-          for (const blockThreads of [1, 32]) {
-            const one = addon.metaGradientCudaHost({ ...a, tiled, blockThreads });
-            const two = addon.metaGradientCudaHost({ ...a, tiled, blockThreads, kernelVariant: 2 });
-            const what = `${algorithm} ${modelName(model)}, tiled ${tiled}, ${blockThreads} threads`;
-            expect(Array.from(two.grad), what).toEqual(Array.from(one.grad));
-            if (one.rateGrad) expect(Array.from(two.rateGrad!), what).toEqual(Array.from(one.rateGrad));
-            expect(two.loss, what).toBe(one.loss);
-          }
+        for (const blockThreads of [1, 32]) {
+          const one = addon.metaGradientCudaHost({ ...a, blockThreads });
+          const two = addon.metaGradientCudaHost({ ...a, blockThreads, kernelVariant: 3 });
+          const what = `${algorithm} ${modelName(model)}, ${blockThreads} threads`;
+          expect(Array.from(two.grad), what).toEqual(Array.from(one.grad));
+          if (one.rateGrad) expect(Array.from(two.rateGrad!), what).toEqual(Array.from(one.rateGrad));
+          expect(two.loss, what).toBe(one.loss);
+        }
     }
   }, 120_000);
 
@@ -294,7 +294,7 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
   // (so not variant 1's bits), the same tolerance against the reference. The shapes cover its
   // edges: inputs not a multiple of its 16-input tiles (70, 45, 33, 131), more outputs than
   // threads (column blocks for 3 and 32 threads), every padded row count (4, 8, 12, 16), sets
-  // of more than 16 rows (forward in row chunks; the backward phase then takes variant 2's path),
+  // of more than 16 rows (forward in row chunks; the backward phase then takes its fallback path),
   // an empty support set, R-forward with and without an input R part.
   it('kernel variant 3: reference match in float64 and float32, same bits for 1, 3, 32 and 128 threads', () => {
     const rng = new Rng(31);

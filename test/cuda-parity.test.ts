@@ -209,33 +209,6 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
     }
   });
 
-  it('kernel variant 2 (MAML_CUDA_KERNEL=2) gives the default kernel bit for bit: sinusoid, wide, every algorithm', () => {
-    const saved = process.env.MAML_CUDA_KERNEL;
-    try {
-      const rng = new Rng(26);
-      for (const [model, algorithm] of [[WIDE, 'maml'], [WIDE, 'meta-sgd'], [SINE, 'maml'], [ODD[1]!, 'anil'], [WIDE, 'fomaml'], [ODD[0]!, 'reptile']] as [ModelSpec, Algorithm][]) {
-        const m = checkModel(model, 't');
-        const batch = uniformBatch(rng, model, 9, 10, 10);
-        const P = paramCount(model);
-        const lr = algorithm === 'meta-sgd' ? Float32Array.from(randomArray(rng, P, 0.05).map((r) => Math.abs(r) + 0.01)) : 0.05;
-        const args = {
-          layers: m.layers, activation: m.activation, loss: m.loss, params: Float32Array.from(initParams(model, { seed: 4 })), wantRateGrad: true,
-          ...checkInner({ algorithm, innerSteps: 2, innerLr: lr }, m, 'float32', 't'), ...checkBatch(batch, m, 'float32', 't', true),
-        };
-        delete process.env.MAML_CUDA_KERNEL;
-        const one = cuda!.cudaMetaGradient(args);
-        process.env.MAML_CUDA_KERNEL = '2';
-        const two = cuda!.cudaMetaGradient(args);
-        expect(two.loss, `${algorithm} ${modelName(model)}`).toBe(one.loss);
-        expect(two.grad, `${algorithm} ${modelName(model)}`).toEqual(one.grad);
-        if (one.rateGrad) expect(two.rateGrad).toEqual(one.rateGrad);
-      }
-    } finally {
-      if (saved === undefined) delete process.env.MAML_CUDA_KERNEL;
-      else process.env.MAML_CUDA_KERNEL = saved;
-    }
-  });
-
   // Variant 3 changes the wide layers' products of the global-memory kernel (another order of the
   // forward sums): the reference tolerance, and reproducible bits. Shapes: the wide net; inputs
   // not a multiple of its 16-input tiles; sets of more than 16 rows (row chunks); ragged tasks with

@@ -10,7 +10,7 @@
 // std::threads that meet at a barrier in every sync(), the GPU block's decomposition of the
 // work, so that a missing sync() or two threads writing one element shows up as a wrong or
 // irreproducible result. Option tiled: the global-memory kernel's tile scratch; option
-// kernelVariant (metaGradientCudaHost): 2 or 3 runs that experimental variant of the meta-step.
+// kernelVariant (metaGradientCudaHost): 3 runs the experimental variant of the meta-step.
 #include "cuda_host.hpp"
 
 #include <algorithm>
@@ -126,13 +126,12 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   HostRun<T> h(o, s, true);
   const int64_t B = h.B, P = h.m.P, slot = P + h.c.R;
   std::vector<T> slots(static_cast<size_t>(checked_mul(B, slot, "slots"))), losses(static_cast<size_t>(B));
-  // kernelVariant 2 or 3: the experimental kernel variants (task_kernel.hpp)
-  const int variant = has(o, "kernelVariant") ? static_cast<int>(integer(o, "kernelVariant", 1, 3)) : 1;
+  // kernelVariant 3: the experimental kernel variant (task_kernel.hpp)
+  const bool v3 = has(o, "kernelVariant") && integer(o, "kernelVariant", 1, 3) == 3;
   h.each_task([&](const auto& blk, int t) {
     T* out = slots.data() + t * slot;
     T* loss = losses.data() + t;
-    if (variant == 3) cuda::task_meta_step<3>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
-    else if (variant == 2) cuda::task_meta_step<2>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
+    if (v3) cuda::task_meta_step<3>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
     else cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
   });
   auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(P));

@@ -25,14 +25,12 @@ int block_threads() {
   return n >= 32 && n <= 1024 && n % 32 == 0 ? n : 256;
 }
 
-// The meta-step kernel variant: 1, or MAML_CUDA_KERNEL=2 (weight gradients of wide layers in
-// tiles specialised per pass) or 3 (and the wide layers' forward and delta products with all rows
-// in registers); experiments, bench/NOTES.md entries 23 and 25. Results within float32 rounding
-// of each other (2: the same bits as 1).
+// The meta-step kernel variant: 1, or MAML_CUDA_KERNEL=3 (the wide layers' products with all rows
+// in registers, weight-gradient tiles specialised per pass; an experiment, bench/NOTES.md entry
+// 25). Results within float32 rounding of each other.
 int kernel_variant() {
   const char* env = std::getenv("MAML_CUDA_KERNEL");
-  const int v = env ? std::atoi(env) : 1;
-  return v == 2 || v == 3 ? v : 1;
+  return env && std::atoi(env) == 3 ? 3 : 1;
 }
 
 // Bytes of global working memory for one launch of tasks: 2 GiB, or MAML_CUDA_SCRATCH_BYTES (a

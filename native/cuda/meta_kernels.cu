@@ -22,9 +22,10 @@ namespace {
 // memory most of the time; the shared-memory variant fits in 127 anyway).
 constexpr int kTaskThreadsMax = 256, kTaskBlocksPerSM = 2;
 
-// Block b runs task task0 + b; with global working memory it uses scratch row b. kVariant: 1,
-// 2 (task_kernel.hpp's weight_tile_v2; MAML_CUDA_KERNEL=2) or 3 (and the row-register products of
-// wide layers; MAML_CUDA_KERNEL=3, global-memory kernel only), experiments to time on a GPU.
+// Block b runs task task0 + b; with global working memory it uses scratch row b. kVariant: 1, or
+// 3 (MAML_CUDA_KERNEL=3, global-memory kernel only: task_kernel.hpp's row-register products of
+// wide layers and weight_tile_v2), an experiment to time on a GPU. (Variant 2, weight_tile_v2
+// alone, was folded into 3: its two kernel instances cost every install ~20 s of compilation.)
 template <bool kShared, int kVariant = 1>
 __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
   extern __shared__ __align__(16) float smem[];  // 16-byte aligned: variant 3 loads four floats at once
@@ -143,8 +144,6 @@ int max_task_threads() {
   int most = 1024;
   for (const void* k : {reinterpret_cast<const void*>(meta_tasks_kernel<true>),
                         reinterpret_cast<const void*>(meta_tasks_kernel<false>),
-                        reinterpret_cast<const void*>(meta_tasks_kernel<true, 2>),
-                        reinterpret_cast<const void*>(meta_tasks_kernel<false, 2>),
                         reinterpret_cast<const void*>(meta_tasks_kernel<false, 3>),
                         reinterpret_cast<const void*>(adapt_tasks_kernel<true>),
                         reinterpret_cast<const void*>(adapt_tasks_kernel<false>)}) {
@@ -164,10 +163,9 @@ int shared_limit(int device) {
 void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
                        const TaskLaunch& how, cudaStream_t stream) {
   // variant 3 changes only the global-memory kernel (the shared-memory one has no tiles): its
-  // small networks run variant 2's shared-memory kernel
+  // small networks run the default shared-memory kernel
   if (how.variant == 3)
-    launch_tasks(meta_tasks_kernel<true, 2>, meta_tasks_kernel<false, 3>, m, c, a, tasks, lay, how, stream, kTileFloatsV3);
-  else if (how.variant == 2) launch_tasks(meta_tasks_kernel<true, 2>, meta_tasks_kernel<false, 2>, m, c, a, tasks, lay, how, stream);
+    launch_tasks(meta_tasks_kernel<true, 1>, meta_tasks_kernel<false, 3>, m, c, a, tasks, lay, how, stream, kTileFloatsV3);
   else launch_tasks(meta_tasks_kernel<true>, meta_tasks_kernel<false>, m, c, a, tasks, lay, how, stream);
 }
 

@@ -24,7 +24,7 @@ struct TaskLaunch {
   bool shared = true;
   float* scratch = nullptr;  // [chunk, lay.total] when !shared
   int chunk = 0;             // tasks per launch when !shared (0: all at once)
-  int variant = 1;           // meta-step kernel variant: 1, 2 or 3 (experiments: MAML_CUDA_KERNEL)
+  int variant = 1;           // meta-step kernel variant: 1, or 3 (an experiment: MAML_CUDA_KERNEL=3)
 };
 
 // The largest block the four task kernels can all be launched with on the current device (their

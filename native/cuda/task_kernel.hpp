@@ -297,9 +297,9 @@ template <int kU = -1, class T, class Block>
 MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
                                  const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
   const int din = m.dims[l - 1], dout = m.dims[l], tid = blk.tid(), nt = blk.size();
-  // kU: −1, the R-forward decided at run time by u (variant 1); 0 or 1, fixed (variant 2, whose
-  // plain passes also skip the R(a) tiles that variant 1 loads and never reads). Spelled in
-  // place (macros) so that variant 1 compiles exactly as before.
+  // kU: −1, the R-forward decided at run time by u (variant 1); 0 or 1, fixed (variant 3's
+  // fallback, whose plain passes also skip the R(a) tiles that variant 1 loads and never reads).
+  // Spelled in place (macros) so that variant 1 compiles exactly as before.
 #define MAML_WITH_U (kU < 0 ? u != nullptr : kU == 1)
 #define MAML_WITH_RIN (kU < 0 ? rin != nullptr : (kU == 1 && rin != nullptr))
   const T* W = th + m.w_off[l];
@@ -385,8 +385,8 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
 // variant 1 loads two shared-memory values per product (forward) or reloads every weight per 8
 // rows (deltas). Sums per output: the forward from the bias over k ascending (R part: per k,
 // x uW then R(x) W); the deltas over j ascending, as delta_rows. Variant 3 needs more scratch
-// (kTileFloatsV3: 48 KB, the most a block may have without opting in) and uses variant 2's
-// weight-gradient tiles. The layer functions are not inlined on the device (MAML_NOINLINE): each
+// (kTileFloatsV3: 48 KB, the most a block may have without opting in) and uses weight_tile_v2
+// for the weight gradients. The layer functions are not inlined on the device (MAML_NOINLINE): each
 // gets its own 128 registers (inlined into the task kernel, ptxas spilled 1.5 KB; as calls, the
 // hot loops spill at most a few words; the calls run a few times per layer pass).
 constexpr int kTileFloatsV3 = 12288;
@@ -473,8 +473,8 @@ MAML_NOINLINE MAML_HD void forward_layer_rows(const Block& blk, const KModel& m,
               }
             }
           };
-          if (nk == kV3K) {
-            MAML_UNROLL
+          if (nk == kV3K) {  // 4 inputs at a time: enough loads in flight, a quarter of the code
+            MAML_UNROLL4
             for (int kk = 0; kk < kV3K; ++kk) step(kk);
           } else {
             for (int kk = 0; kk < nk; ++kk) step(kk);
@@ -639,7 +639,7 @@ MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const
 //   dz_{l−1} = (dz_l W_l) ⊙ f'(a_{l−1})
 //   R(dz_{l−1}) = (R(dz_l) W_l + dz_l uW_l) ⊙ f' + (dz_l W_l) ⊙ f'' ⊙ R(z_{l−1})
 // Each weight W[j, k] is read once for all R rows. kWR: −1, the R part decided at run time by
-// with_r (kernel variant 1); 0 or 1, fixed at compile time (variant 2).
+// with_r (kernel variant 1); 0 or 1, fixed at compile time (variant 3's fallback).
 template <int R, int kWR = -1, class T>
 MAML_HD void delta_rows(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dz, const T* rdz,
                         int64_t prev_off, int i0, int nr, int k, bool with_r) {
@@ -738,8 +738,8 @@ MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, cons
       if (a < nj && kt + b * tk < din) emit_param(e, m.w_off[l] + (j0 + a) * din + kt + b * tk, g[a][b], hv[a][b], with_r);
 }
 
-// Kernel variant 2 (an experiment, chosen at launch: MAML_CUDA_KERNEL=2; see bench/NOTES.md
-// entry 23): weight_tile with the pass's mode fixed at compile time (G: the gradient is wanted;
+// Kernel variant 3's weight tiles (bench/NOTES.md entries 23 and 25; first an experiment of its
+// own, "variant 2"): weight_tile with the pass's mode fixed at compile time (G: the gradient is wanted;
 // R: the curvature product; RX: the input's R part exists) and no branch in the row loop: a
 // column or row past the layer's edge reads column kt or row j0 instead (always inside) and is
 // not written. The same sums in the same order as weight_tile, so the same bits. The deltas of
@@ -813,7 +813,7 @@ MAML_HD void weight_tile_v2(const KModel& m, int l, const T* in, const T* rin, c
 // same sums in the same order), the deltas of layer l read from the transposed staging
 // dzT[j][RP] (and rdzT), four rows per load. Each weight W[j, k] is loaded once.
 template <int RP, int kWR, class T>
-MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dzT,
+MAML_HD inline void delta_cols(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dzT,
                         const T* rdzT, int64_t prev_off, int n, int k) {
   constexpr bool with_r = kWR == 1;
   const int din = m.dims[l - 1], dout = m.dims[l];
@@ -849,23 +849,41 @@ MAML_UNROLL4
   }
 }
 
-// Variant 3's backward phase of a wide layer (n ≤ RP rows; see backward_pass): the deltas of
-// layer l staged transposed, dzT[j][RP] (rows n..RP−1 zero, and R(dz) beside them), the inputs
+// Variant 3's deltas of column k for rp (4, 8, 12 or 16) padded rows (one call from the
+// backward phase; not inlined, so that its registers are its own).
+template <class T>
+MAML_NOINLINE MAML_HD void delta_cols_rp(int rp, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
+                                  const T* dzT, const T* rdzT, int64_t prev_off, int n, int k, bool with_r) {
+#define MAML_DELTA_COLS(RP)                                                       \
+  if (with_r) delta_cols<RP, 1>(m, l, th, u, w, dzT, rdzT, prev_off, n, k);       \
+  else delta_cols<RP, 0>(m, l, th, u, w, dzT, rdzT, prev_off, n, k);
+  switch (rp) {
+    case 4: MAML_DELTA_COLS(4) break;
+    case 8: MAML_DELTA_COLS(8) break;
+    case 12: MAML_DELTA_COLS(12) break;
+    default: MAML_DELTA_COLS(16) break;
+  }
+#undef MAML_DELTA_COLS
+}
+
+// Variant 3's backward phase of a wide layer (n ≤ rp rows; see backward_pass): the deltas of
+// layer l staged transposed, dzT[j][rp] (rows n..rp−1 zero, and R(dz) beside them), the inputs
 // [n, din] (and R parts) staged as they are where the scratch has room; then one phase of items:
-// the weights in variant 2's register tiles, the biases, the delta columns. Ends with sync().
-template <int RP, class T, class Block>
-MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
-                                 const T* in, const T* rin, int64_t prev_off, int n, const Emit<T>& e, bool want_g,
-                                 bool with_r) {
+// the weights in weight_tile_v2's register tiles, the biases, the delta columns (delta_cols, the only
+// part compiled per row count). Ends with sync().
+template <class T, class Block>
+MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m, int l, const T* th, const T* u,
+                                               const Pass<T>& w, const T* in, const T* rin, int64_t prev_off, int n,
+                                               int rp, const Emit<T>& e, bool want_g, bool with_r) {
   const int din = m.dims[l - 1], dout = m.dims[l], tid = blk.tid(), nt = blk.size();
   T* dzT = w.tile;
-  T* rdzT = dzT + dout * RP;
-  T* sx = dzT + dout * RP * (with_r ? 2 : 1);
+  T* rdzT = dzT + dout * rp;
+  T* sx = dzT + dout * rp * (with_r ? 2 : 1);
   const int nx = n * din;
-  const bool stage_x = dout * RP * (with_r ? 2 : 1) + nx * (rin ? 2 : 1) <= kTileFloatsV3;
+  const bool stage_x = dout * rp * (with_r ? 2 : 1) + nx * (rin ? 2 : 1) <= kTileFloatsV3;
   T* srx = sx + nx;
-  for (int q = tid; q < dout * RP; q += nt) {
-    const int j = q / RP, r = q - j * RP;
+  for (int q = tid; q < dout * rp; q += nt) {
+    const int j = q / rp, r = q - j * rp;
     dzT[q] = r < n ? w.dz[r * dout + j] : T(0);
     if (with_r) rdzT[q] = r < n ? w.rdz[r * dout + j] : T(0);
   }
@@ -883,19 +901,17 @@ MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m
   for (int idx = tid; idx < n_all; idx += nt) {
     if (idx < n_w) {
       const int jt = idx / tk, kt = idx - jt * tk;
-      weight_tile_v2(m, l, xs, rxs, dzT, rdzT, n, jt * kTileGJ, kt, tk, e, want_g, with_r, 1, RP);
+      weight_tile_v2(m, l, xs, rxs, dzT, rdzT, n, jt * kTileGJ, kt, tk, e, want_g, with_r, 1, rp);
     } else if (idx < n_par) {  // bias j: the sums of backward_pass's bias items (x = 1)
       const int j = idx - n_w;
       T g = T(0), hv = T(0);
       for (int i = 0; i < n; ++i) {
-        if (want_g) g += dzT[j * RP + i] * T(1);
-        if (with_r) hv += rdzT[j * RP + i] * T(1);
+        if (want_g) g += dzT[j * rp + i] * T(1);
+        if (with_r) hv += rdzT[j * rp + i] * T(1);
       }
       emit_param(e, m.b_off[l] + j, g, hv, with_r);
-    } else if (with_r) {
-      delta_cols<RP, 1>(m, l, th, u, w, dzT, rdzT, prev_off, n, idx - n_par);
     } else {
-      delta_cols<RP, 0>(m, l, th, u, w, dzT, rdzT, prev_off, n, idx - n_par);
+      delta_cols_rp(rp, m, l, th, u, w, dzT, rdzT, prev_off, n, idx - n_par, with_r);
     }
   }
   blk.sync();
@@ -911,12 +927,7 @@ MAML_HD bool backward_layer_v3(const Block& blk, const KModel& m, int l, const T
   const int rp = v3_rows(n);
   if (!w.tile || din < kTileMin || dout < kTileMin || n > kV3Rows || dout * rp * (with_r ? 2 : 1) > kTileFloatsV3)
     return false;
-  switch (rp) {
-    case 4: backward_layer_rows<4>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
-    case 8: backward_layer_rows<8>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
-    case 12: backward_layer_rows<12>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
-    default: backward_layer_rows<16>(blk, m, l, th, u, w, in, rin, prev_off, n, e, want_g, with_r); break;
-  }
+  backward_layer_rows(blk, m, l, th, u, w, in, rin, prev_off, n, rp, e, want_g, with_r);
   return true;
 }
 
@@ -1058,9 +1069,10 @@ MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, con
 
 // One task's meta-gradient (see the top of this file). out: [P + R]; *loss: the outer loss.
 // tile: kTileFloats of block-shared scratch for wide layers (forward_layer_tiled), or nullptr.
-// kVariant: the kernel variant (1; 2: weight_tile_v2; 3: variant 2 and the row-register products
-// of wide layers), an experiment chosen at launch. tile: kTileFloats floats for variants 1 and
-// 2, kTileFloatsV3 for variant 3.
+// kVariant: the kernel variant (1; or 3, an experiment chosen at launch: the row-register products
+// of wide layers and weight_tile_v2, with the compile-time modes of the fallback paths; the code
+// tests kVariant >= 2 for the latter, variant 2's part). tile: kTileFloats floats for variant 1,
+// kTileFloatsV3 for variant 3.
 template <int kVariant = 1, class T, class Block>
 MAML_HD void task_meta_step(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task,
                             T* work, const Layout& lay, T* out, T* loss_out, T* tile) {
