@@ -1150,22 +1150,26 @@ template <class T, class Block>
 MAML_HD void task_adapt(const Block& blk, const KModel& m, const KConfig& c, const KArgs<T>& a, int task, T* work,
                         const Layout& lay, T* adapted, T* tile) {
   const int64_t P = m.P;
-  T* const th[2] = {work + lay.thetas, work + lay.thetas + P};
-  for (int64_t i = blk.tid(); i < P; i += blk.size()) th[0][i] = a.theta[i];
+  T* cur = work + lay.thetas;  // θ_s
+  T* next = cur + P;           // θ_{s+1}; the two swap after each step (a pointer swap, not an
+                               // array indexed by s: that would put them in local memory)
+  for (int64_t i = blk.tid(); i < P; i += blk.size()) cur[i] = a.theta[i];
   blk.sync();
   const KSet<T> sup = support_of(m, a, task);
   const Pass<T> w = pass_of(work, lay, tile);
   for (int s = 0; s < c.steps; ++s) {
     Emit<T> e;
-    e.cur = th[s & 1];
-    e.next = th[(s + 1) & 1];
+    e.cur = cur;
+    e.next = next;
     e.rate = a.rates + s * c.rate_step_stride;
     e.param_stride = c.rate_param_stride;
     e.begin = c.head_only() ? m.head_begin : 0;
     grad_pass(blk, m, e.cur, static_cast<const T*>(nullptr), sup, w, e, false);
+    T* t = cur;
+    cur = next;
+    next = t;
   }
-  const T* thS = th[c.steps & 1];
-  for (int64_t i = blk.tid(); i < P; i += blk.size()) adapted[i] = thS[i];
+  for (int64_t i = blk.tid(); i < P; i += blk.size()) adapted[i] = cur[i];
   blk.sync();
 }
 
