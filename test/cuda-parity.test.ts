@@ -89,6 +89,16 @@ function uniformBatch(rng: Rng, model: ModelSpec, tasks: number, K: number, Q: n
   } as MetaBatch;
 }
 
+/** A float32 batch of ragged tasks: support rows so[t]..so[t + 1] and query rows qo[t]..qo[t + 1] of task t. */
+function raggedBatch(rng: Rng, model: ModelSpec, so: number[], qo: number[]): MetaBatch {
+  const d0 = model.layers[0]!, rs = so[so.length - 1]!, rq = qo[qo.length - 1]!;
+  return {
+    tasks: so.length - 1, supportOffsets: Int32Array.from(so), queryOffsets: Int32Array.from(qo),
+    xs: randomArray(rng, rs * d0, 1, Float32Array), ys: randomTargets(rng, model, rs, Float32Array),
+    xq: randomArray(rng, rq * d0, 1, Float32Array), yq: randomTargets(rng, model, rq, Float32Array),
+  } as MetaBatch;
+}
+
 function f64(b: MetaBatch): MetaBatch {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(b)) out[k] = v instanceof Float32Array ? Float64Array.from(v) : v;
@@ -139,12 +149,7 @@ describe.skipIf(!device)(`CUDA meta-gradients match the reference${device ? '' :
   it('ragged tasks, one with an empty support set', () => {
     const rng = new Rng(8);
     const model = ODD[1]!;
-    const so = Int32Array.from([0, 0, 4, 11, 12]), qo = Int32Array.from([0, 3, 5, 14, 15]);
-    const batch = {
-      tasks: 4, supportOffsets: so, queryOffsets: qo,
-      xs: randomArray(rng, 12 * 9, 1, Float32Array), ys: randomTargets(rng, model, 12, Float32Array),
-      xq: randomArray(rng, 15 * 9, 1, Float32Array), yq: randomTargets(rng, model, 15, Float32Array),
-    } as MetaBatch;
+    const batch = raggedBatch(rng, model, [0, 0, 4, 11, 12], [0, 3, 5, 14, 15]);
     for (const algorithm of ALGOS) checkGradient(model, batch, algorithm, 2, 9);
   });
 });
@@ -222,12 +227,7 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
       for (const algorithm of ALGOS) expect(checkGradient(WIDE, uniformBatch(rng, WIDE, 9, 10, 10), algorithm, 2, 11)).toBe('global');
       checkGradient(wideOdd, uniformBatch(rng, wideOdd, 7, 20, 13), 'maml', 2, 12);
       checkGradient(wideOdd, uniformBatch(rng, wideOdd, 5, 16, 3), 'meta-sgd', 3, 13);
-      const so = Int32Array.from([0, 0, 4, 21, 33]), qo = Int32Array.from([0, 3, 5, 24, 40]);
-      const ragged = {
-        tasks: 4, supportOffsets: so, queryOffsets: qo,
-        xs: randomArray(rng, 33 * 3, 1, Float32Array), ys: randomTargets(rng, wideOdd, 33, Float32Array),
-        xq: randomArray(rng, 40 * 3, 1, Float32Array), yq: randomTargets(rng, wideOdd, 40, Float32Array),
-      } as MetaBatch;
+      const ragged = raggedBatch(rng, wideOdd, [0, 0, 4, 21, 33], [0, 3, 5, 24, 40]);
       for (const algorithm of ALGOS) checkGradient(wideOdd, ragged, algorithm, 2, 14);
       const m = checkModel(WIDE, 't');
       const args = {
@@ -261,7 +261,7 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
     const rng = new Rng(25);
     const [b1, b2] = [uniformBatch(rng, SINE, 25, 10, 10), uniformBatch(rng, SINE, 25, 10, 10)];
     const users = uniformBatch(rng, SINE, 300, 10, 1);
-    const x = users.xs.subarray(0, 10), y = users.ys!.subarray(0, 10);
+    const x = users.xs.subarray(0, 10) as Float32Array, y = users.ys!.subarray(0, 10) as Float32Array;
     // queued: step, adaptation (sees θ after the first step), step
     const s1 = a.stepAsync(b1);
     const many = a.adaptBatchAsync(users, { steps: 4 });

@@ -402,6 +402,18 @@ MAML_HD inline int v3_forward_floats(int nt, int rp, bool with_u, bool with_rx) 
   return kV3K * (nt + 1) * (with_u ? 2 : 1) + kV3K * rp * (with_rx ? 2 : 1);
 }
 
+// RP staged rows p[0..RP) into registers o (four per load; p 16-byte aligned), and acc[r] += o[r] w.
+template <int RP, class T>
+MAML_HD inline void load_rows(const T* p, T* o) {
+  MAML_UNROLL
+  for (int r = 0; r < RP; r += 4) k_ld4(p + r, o + r);
+}
+template <int RP, class T>
+MAML_HD inline void fma_rows(T* acc, const T* v, T w) {
+  MAML_UNROLL
+  for (int r = 0; r < RP; ++r) acc[r] += v[r] * w;
+}
+
 // Layer l's z = a Wᵀ + b (and R(z), R(a) when U) in chunks of RP rows and column blocks of the
 // block's size: every k-tile of kV3K inputs, the block loads the weights [nj x kV3K] (coalesced:
 // consecutive threads on consecutive inputs of a weight row) into Wt[kk][j] and the rows into
@@ -455,17 +467,12 @@ MAML_NOINLINE MAML_HD void forward_layer_rows(const Block& blk, const KModel& m,
           auto step = [&](int kk) {
             const T w = Wt[kk * ldj + tid];
             T x[RP];
-            MAML_UNROLL
-            for (int r = 0; r < RP; r += 4) k_ld4(xT + kk * RP + r, x + r);
-            MAML_UNROLL
-            for (int r = 0; r < RP; ++r) acc[r] += x[r] * w;
+            load_rows<RP>(xT + kk * RP, x);
+            fma_rows<RP>(acc, x, w);
             if (U) {
               const T uw = uWt[kk * ldj + tid];
               T rx[RP];
-              if (RX) {
-                MAML_UNROLL
-                for (int r = 0; r < RP; r += 4) k_ld4(rxT + kk * RP + r, rx + r);
-              }
+              if (RX) load_rows<RP>(rxT + kk * RP, rx);
               MAML_UNROLL
               for (int r = 0; r < RP; ++r) {
                 racc[r] += x[r] * uw;
@@ -826,15 +833,12 @@ MAML_UNROLL4
   for (int j = 0; j < dout; ++j) {
     const T wjk = Wk[j * din];
     T d[RP];
-    MAML_UNROLL
-    for (int r = 0; r < RP; r += 4) k_ld4(dzT + j * RP + r, d + r);
-    MAML_UNROLL
-    for (int r = 0; r < RP; ++r) da[r] += d[r] * wjk;
+    load_rows<RP>(dzT + j * RP, d);
+    fma_rows<RP>(da, d, wjk);
     if (with_r) {
       const T ujk = uWk[j * din];
       T rd[RP];
-      MAML_UNROLL
-      for (int r = 0; r < RP; r += 4) k_ld4(rdzT + j * RP + r, rd + r);
+      load_rows<RP>(rdzT + j * RP, rd);
       MAML_UNROLL
       for (int r = 0; r < RP; ++r) rda[r] += rd[r] * wjk + d[r] * ujk;
     }
