@@ -150,13 +150,16 @@ if [ -n "$NODE" ]; then
   if [ "$t" = 0 ]; then skipped node-step 30; else timeout "$t" "$NODE" bench/gpu/node-step.mjs "$OUT/node-step.json"; fi
 fi
 
+# each tool on the default kernel, then on kernel variant 3 (its wide-layer paths run in the
+# sanitize cases' global-memory case)
 if [ $build_ok = 1 ] && command -v compute-sanitizer > /dev/null && want sanitize; then
-  for tool in memcheck racecheck; do
-    stage "compute-sanitizer --tool $tool (small cases)"
+  for run in "memcheck 1" "racecheck 1" "memcheck 3" "racecheck 3"; do
+    set -- $run
+    stage "compute-sanitizer --tool $1 (small cases, kernel variant $2)"
     t=$(limit 100 30)
-    if [ "$t" = 0 ]; then skipped "$tool" 30; continue; fi
-    echo "=== compute-sanitizer --tool $tool" >> "$OUT/tools.txt"
-    timeout "$t" compute-sanitizer --tool $tool --error-exitcode 3 "$BIN" sanitize >> "$OUT/tools.txt" 2>&1
+    if [ "$t" = 0 ]; then skipped "$1, variant $2" 30; continue; fi
+    echo "=== compute-sanitizer --tool $1, MAML_CUDA_KERNEL=$2" >> "$OUT/tools.txt"
+    MAML_CUDA_KERNEL=$2 timeout "$t" compute-sanitizer --tool $1 --error-exitcode 3 "$BIN" sanitize >> "$OUT/tools.txt" 2>&1
     echo "exit $? (0 clean, 3 errors found, 124 timed out); last lines:"; tail -4 "$OUT/tools.txt"
   done
 fi

@@ -256,7 +256,8 @@ void parity_training(const Case& c, OptimConfig opt, std::mt19937& rng) {
 }
 
 // A few small cases for compute-sanitizer (memcheck, racecheck): every algorithm once,
-// shared and global memory, ragged tasks with an empty support set, one training step.
+// shared and global memory (the wide net, and a wide layer off every tile size), ragged tasks
+// with an empty support set, one training step.
 int sanitize() {
   std::mt19937 rng(99);
   const Algorithm algos[] = {Algorithm::MAML, Algorithm::FOMAML, Algorithm::Reptile, Algorithm::MetaSGD, Algorithm::ANIL};
@@ -274,6 +275,13 @@ int sanitize() {
   Case wide;
   wide.dims = {1, 256, 256, 1};
   parity_gradient(wide, 2, 10, 10, false, rng);
+  // global memory, widths off every tile, sets of 1 to 20 rows (row chunks, padded rows)
+  Case odd_wide;
+  odd_wide.dims = {3, 300, 77, 2};
+  odd_wide.act = 1;
+  odd_wide.algo = Algorithm::MetaSGD;
+  odd_wide.rate_kind = 1;
+  parity_gradient(odd_wide, 3, 1, 20, true, rng);
   OptimConfig adam;
   Case sine;
   sine.dims = {1, 40, 40, 1};
