@@ -78,7 +78,7 @@ describe('renderGlyph', () => {
     // counter-clockwise: the top-right pixel goes to the top-left
     expect(r1[0]).toBe(im[4]);
     expect(r1[4 * 5 + 0]).toBe(im[0]); // top-left goes to bottom-left
-    let r = im;
+    let r: Float32Array = im;
     for (let k = 0; k < 4; k++) r = rotateImage(r, 5, 1);
     expect(same(r, im)).toBe(true);
     expect(same(rotateImage(im, 5, 2), rotateImage(r1, 5, 1))).toBe(true);

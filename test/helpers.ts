@@ -5,7 +5,12 @@ import { Rng } from '../src/rng.js';
 import type { ModelSpec } from '../src/model.js';
 import { MamlError, type ErrorCode } from '../src/errors.js';
 
-export function randomArray(rng: Rng, n: number, scale = 1, Kind: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array) {
+/** n values uniform in [-scale, scale]: a Float64Array, or an array of the Kind given. */
+export function randomArray(rng: Rng, n: number, scale?: number): Float64Array;
+export function randomArray(rng: Rng, n: number, scale: number, Kind: Float32ArrayConstructor): Float32Array;
+export function randomArray(rng: Rng, n: number, scale: number, Kind: Float64ArrayConstructor): Float64Array;
+export function randomArray(rng: Rng, n: number, scale: number, Kind: Float32ArrayConstructor | Float64ArrayConstructor): Float32Array | Float64Array;
+export function randomArray(rng: Rng, n: number, scale = 1, Kind: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array): Float32Array | Float64Array {
   const a = new Kind(n);
   for (let i = 0; i < n; i++) a[i] = rng.range(-scale, scale);
   return a;
@@ -17,7 +22,12 @@ export function randomLabels(rng: Rng, n: number, classes: number): Int32Array {
   return a;
 }
 
-export function randomTargets(rng: Rng, model: ModelSpec, rows: number, Kind: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array) {
+/** Targets for `rows` samples of the model's loss: labels (cross-entropy), 0/1 values (binary), or values in [-1, 1]. */
+export function randomTargets(rng: Rng, model: ModelSpec, rows: number): Float64Array | Int32Array;
+export function randomTargets(rng: Rng, model: ModelSpec, rows: number, Kind: Float32ArrayConstructor): Float32Array | Int32Array;
+export function randomTargets(rng: Rng, model: ModelSpec, rows: number, Kind: Float64ArrayConstructor): Float64Array | Int32Array;
+export function randomTargets(rng: Rng, model: ModelSpec, rows: number, Kind: Float32ArrayConstructor | Float64ArrayConstructor): Float32Array | Float64Array | Int32Array;
+export function randomTargets(rng: Rng, model: ModelSpec, rows: number, Kind: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array): Float32Array | Float64Array | Int32Array {
   const dOut = model.layers[model.layers.length - 1]!;
   if (model.loss === 'cross-entropy') return randomLabels(rng, rows, dOut);
   if (model.loss === 'binary-cross-entropy') {
@@ -94,10 +104,14 @@ export function randomBatch(rng: Rng, model: ModelSpec, tasks: number, support: 
   };
 }
 
-export function toF32<T>(b: T): T {
+/** T with its Float64Array fields (and unions containing one) typed as Float32Array. */
+export type AsF32<T> = { [K in keyof T]: T[K] extends infer V ? (V extends Float64Array ? Float32Array : V) : never };
+
+/** b with every Float64Array field converted to a Float32Array. */
+export function toF32<T>(b: T): AsF32<T> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(b as Record<string, unknown>)) out[k] = v instanceof Float64Array ? Float32Array.from(v) : v;
-  return out as T;
+  return out as AsF32<T>;
 }
 
 /**

@@ -81,7 +81,7 @@ function viaPacked(s: Setup, seed: number) {
     [PackedSlot.tasks]: c.batch.tasks, [PackedSlot.wantRateGrad]: s.learnRates ? 1 : 0,
   });
   const out = new Float64Array(2);
-  const b = c.batch as Record<string, never>;
+  const b = c.batch as unknown as Record<string, never>;
   native.metaStepPacked(n, c.layers, c.inner.weights, s.learnRates ? undefined : c.rates, c.state, m, v, b.supportOffsets, b.queryOffsets,
     b.xs, c.ce ? b.ysLabels : b.ys, b.xq, c.ce ? b.yqLabels : b.yq, out);
   return { loss: out[0]!, gradNorm: out[1]!, state: c.state, m, v };

@@ -20,7 +20,7 @@ export const FEW_SHOT_CHECKPOINT_VERSION = '1';
 export interface FewShotCheckpoint {
   algorithm: FewShotAlgorithm;
   embedding: MlpOptions;
-  relation?: RelationOptions;
+  relation?: RelationOptions & MlpOptions;  // resolved: its layers are always there
   params: Float32Array;
   optimizer: OptimizerOptions;
   steps: number;

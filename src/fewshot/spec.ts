@@ -40,8 +40,9 @@ export interface MlpOptions {
   activation?: Activation;
 }
 
-/** The relation module of Relation Networks. */
-export interface RelationOptions extends MlpOptions {
+/** The relation module of Relation Networks (layers default to [2·embedDim, RELATION_HIDDEN, 1]). */
+export interface RelationOptions extends Omit<MlpOptions, 'layers'> {
+  layers?: readonly number[];
   /**
    * How a class's support embeddings become its class embedding: 'mean' (default) or 'sum'
    * (the paper's K-shot choice; its scale grows with the number of shots).
