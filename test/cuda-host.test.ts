@@ -296,7 +296,7 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
   // threads (column blocks for 3 and 32 threads), every padded row count (4, 8, 12, 16), sets
   // of more than 16 rows (forward in row chunks; the backward phase then takes its fallback path),
   // an empty support set, R-forward with and without an input R part.
-  it('kernel variant 3: reference match in float64 and float32, same bits for 1, 3, 32 and 128 threads', () => {
+  it('kernel variant 3: reference match in float64 and float32, same bits for 1, 3 and 32 threads', () => {
     const rng = new Rng(31);
     let differs = 0;
     for (const [model, algorithm, rateKind, rows] of [
@@ -323,7 +323,7 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
       const a32 = { ...(args(model, Float32Array.from(p64), f32(batch), o32, 'float32') as object), tiled: true, kernelVariant: 3 };
       const k32 = addon.metaGradientCudaHost(a32);
       expectClose(k32.grad, ref.grad, 4e-5, `${what}: float32 gradient`);
-      for (const blockThreads of [3, 32, 128]) {
+      for (const blockThreads of [3, 32]) {
         const many = addon.metaGradientCudaHost({ ...a32, blockThreads });
         expect(Array.from(many.grad), `${what}, ${blockThreads} threads`).toEqual(Array.from(k32.grad));
         if (k32.rateGrad) expectClose(many.rateGrad!, k32.rateGrad, 1e-5, `${what}, ${blockThreads} threads: rate gradient`);
