@@ -215,20 +215,26 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
   });
 
   // Variant 3 changes the wide layers' products of the global-memory kernel (another order of the
-  // forward sums): the reference tolerance, and reproducible bits. Shapes: the wide net; inputs
-  // not a multiple of its 16-input tiles; sets of more than 16 rows (row chunks); ragged tasks with
-  // an empty support set.
+  // forward sums): the reference tolerance, and reproducible bits. Shapes (all in global memory:
+  // their working areas exceed a block's shared memory): the wide net; a 300-input, 77-output
+  // layer (not a multiple of its 16-input tiles, fewer outputs than threads); sets of more than 16
+  // rows (row chunks); ragged tasks with an empty support set; every loss.
   it('kernel variant 3 (MAML_CUDA_KERNEL=3) matches the reference on wide nets, reproducibly', () => {
     const saved = process.env.MAML_CUDA_KERNEL;
     try {
       process.env.MAML_CUDA_KERNEL = '3';
       const rng = new Rng(27);
-      const wideOdd: ModelSpec = { layers: [3, 70, 45, 3], activation: 'tanh', loss: 'mse' };
-      for (const algorithm of ALGOS) expect(checkGradient(WIDE, uniformBatch(rng, WIDE, 9, 10, 10), algorithm, 2, 11)).toBe('global');
-      checkGradient(wideOdd, uniformBatch(rng, wideOdd, 7, 20, 13), 'maml', 2, 12);
-      checkGradient(wideOdd, uniformBatch(rng, wideOdd, 5, 16, 3), 'meta-sgd', 3, 13);
+      const wideOdd: ModelSpec = { layers: [3, 300, 77, 3], activation: 'tanh', loss: 'mse' };
+      const global = (memory: string) => expect(memory).toBe('global');
+      for (const algorithm of ALGOS) global(checkGradient(WIDE, uniformBatch(rng, WIDE, 9, 10, 10), algorithm, 2, 11));
+      global(checkGradient(wideOdd, uniformBatch(rng, wideOdd, 7, 20, 13), 'maml', 2, 12));
+      global(checkGradient(wideOdd, uniformBatch(rng, wideOdd, 5, 16, 3), 'meta-sgd', 3, 13));
+      for (const loss of ['cross-entropy', 'binary-cross-entropy'] as const) {
+        const model: ModelSpec = { layers: [5, 300, 77, 4], activation: 'relu', loss };
+        global(checkGradient(model, uniformBatch(rng, model, 6, 11, 9), 'maml', 2, 15));
+      }
       const ragged = raggedBatch(rng, wideOdd, [0, 0, 4, 21, 33], [0, 3, 5, 24, 40]);
-      for (const algorithm of ALGOS) checkGradient(wideOdd, ragged, algorithm, 2, 14);
+      for (const algorithm of ALGOS) global(checkGradient(wideOdd, ragged, algorithm, 2, 14));
       const m = checkModel(WIDE, 't');
       const args = {
         layers: m.layers, activation: m.activation, loss: m.loss, params: Float32Array.from(initParams(WIDE, { seed: 2 })), wantRateGrad: true,
