@@ -418,7 +418,11 @@ MAML_HD inline void fma_rows(T* acc, const T* v, T w) {
 // block's size: every k-tile of kV3K inputs, the block loads the weights [nj x kV3K] (coalesced:
 // consecutive threads on consecutive inputs of a weight row) into Wt[kk][j] and the rows into
 // xT[kk][r] (rows nr..RP−1 zero), then thread tid adds the tile's products to its column j0 + tid.
-// Ends with sync().
+// In the plain forward (no uW) the weight tile is fetched into registers one tile ahead: its loads
+// are issued before the current tile's products and run under them (a wide-net task has only ~16
+// warps per SM to hide them with, and the plain pass has the least work per tile); with uW the
+// two prefetch arrays made ptxas spill, so the R-forward loads each tile when it needs it. Ends
+// with sync().
 template <int RP, bool U, bool RX, class T, class Block>
 MAML_NOINLINE MAML_HD void forward_layer_rows(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
                                 const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
@@ -445,14 +449,35 @@ MAML_NOINLINE MAML_HD void forward_layer_rows(const Block& blk, const KModel& m,
         acc[r] = b;
         racc[r] = ub;
       }
+      // the plain forward's prefetch: this thread's share of a weight tile, the elements
+      // q = tid + i nt (i < kV3K, as nj ≤ nt)
+      constexpr bool kPrefetch = !U;
+      T pw[kV3K];
+      auto fetch = [&](int k0) {
+        const int nk = din - k0 < kV3K ? din - k0 : kV3K;
+        MAML_UNROLL
+        for (int i = 0; i < kV3K; ++i) {
+          const int q = tid + i * nt, jj = q / kV3K, kk = q - jj * kV3K;
+          pw[i] = jj < nj && kk < nk ? W[(j0 + jj) * din + k0 + kk] : T(0);
+        }
+      };
+      if (kPrefetch) fetch(0);
       for (int k0 = 0; k0 < din; k0 += kV3K) {
         const int nk = din - k0 < kV3K ? din - k0 : kV3K;
-        for (int q = tid; q < nj * kV3K; q += nt) {
-          const int jj = q / kV3K, kk = q - jj * kV3K;
-          if (kk < nk) {
-            const int g = (j0 + jj) * din + k0 + kk;
-            Wt[kk * ldj + jj] = W[g];
-            if (U) uWt[kk * ldj + jj] = uW[g];
+        if (kPrefetch) {
+          MAML_UNROLL
+          for (int i = 0; i < kV3K; ++i) {
+            const int q = tid + i * nt, jj = q / kV3K, kk = q - jj * kV3K;
+            if (jj < nj) Wt[kk * ldj + jj] = pw[i];
+          }
+        } else {
+          for (int q = tid; q < nj * kV3K; q += nt) {
+            const int jj = q / kV3K, kk = q - jj * kV3K;
+            if (kk < nk) {
+              const int g = (j0 + jj) * din + k0 + kk;
+              Wt[kk * ldj + jj] = W[g];
+              if (U) uWt[kk * ldj + jj] = uW[g];
+            }
           }
         }
         for (int q = tid; q < kV3K * RP; q += nt) {
@@ -463,6 +488,7 @@ MAML_NOINLINE MAML_HD void forward_layer_rows(const Block& blk, const KModel& m,
           if (RX) rxT[q] = ok ? rin[g] : T(0);
         }
         blk.sync();
+        if (kPrefetch && k0 + kV3K < din) fetch(k0 + kV3K);  // in flight during the products below
         if (mine) {
           auto step = [&](int kk) {
             const T w = Wt[kk * ldj + tid];
