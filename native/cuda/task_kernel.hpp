@@ -842,11 +842,13 @@ MAML_HD void weight_tile_v2(const KModel& m, int l, const T* in, const T* rin, c
   weight_tile_fixed<false, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
 }
 
-// Variant 3's deltas of column k of layer l − 1, all n ≤ RP rows at once (see delta_rows: the
-// same sums in the same order), the deltas of layer l read from the transposed staging
-// dzT[j][RP] (and rdzT), four rows per load. Each weight W[j, k] is loaded once.
+// Variant 3's deltas of column k of layer l − 1, all n ≤ RP rows at once (delta_rows' formulas,
+// sums over j ascending; the R part adds R(dz) W then dz uW as two FMAs, where delta_rows adds
+// their sum: a mul, an FMA and an add), the deltas of layer l read from the transposed staging
+// dzT[j][RP] (and rdzT), four rows per load. Each weight W[j, k] is loaded once; the loop is
+// unrolled by 8 so that 8 weight loads are in flight per thread.
 template <int RP, int kWR, class T>
-MAML_HD inline void delta_cols(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dzT,
+MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dzT,
                         const T* rdzT, int64_t prev_off, int n, int k) {
   constexpr bool with_r = kWR == 1;
   const int din = m.dims[l - 1], dout = m.dims[l];
@@ -855,7 +857,9 @@ MAML_HD inline void delta_cols(const KModel& m, int l, const T* th, const T* u, 
   T da[RP], rda[RP];
   MAML_UNROLL
   for (int r = 0; r < RP; ++r) da[r] = rda[r] = T(0);
-MAML_UNROLL4
+#ifdef __CUDACC__
+#pragma unroll 8
+#endif
   for (int j = 0; j < dout; ++j) {
     const T wjk = Wk[j * din];
     T d[RP];
@@ -865,22 +869,28 @@ MAML_UNROLL4
       const T ujk = uWk[j * din];
       T rd[RP];
       load_rows<RP>(rdzT + j * RP, rd);
-      MAML_UNROLL
-      for (int r = 0; r < RP; ++r) rda[r] += rd[r] * wjk + d[r] * ujk;
+      fma_rows<RP>(rda, rd, wjk);
+      fma_rows<RP>(rda, d, ujk);
     }
   }
+  const T* act = w.act + prev_off;
+  const T* rpre = w.rpre + prev_off;
+  T* dz2 = w.dz2;
+  T* rdz2 = w.rdz2;
+  const int f = m.act;
   MAML_UNROLL
   for (int r = 0; r < RP; ++r) {
     if (r >= n) break;
     const int64_t q = static_cast<int64_t>(r) * din + k;
-    const T a = w.act[prev_off + q];
-    if (with_r) w.rdz2[q] = rda[r] * k_d1(m.act, a) + da[r] * k_d2(m.act, a) * w.rpre[prev_off + q];
-    w.dz2[q] = da[r] * k_d1(m.act, a);
+    const T a = act[q];
+    if (with_r) rdz2[q] = rda[r] * k_d1(f, a) + da[r] * k_d2(f, a) * rpre[q];
+    dz2[q] = da[r] * k_d1(f, a);
   }
 }
 
-// Variant 3's deltas of column k for rp (4, 8, 12 or 16) padded rows (one call from the
-// backward phase; not inlined, so that its registers are its own).
+// Variant 3's deltas of column k for rp (4, 8, 12 or 16) padded rows: one call site in the
+// backward phase, and each delta_cols instance a function of its own (not inlined: compiled
+// together, the largest instance's registers made ptxas spill in all of them).
 template <class T>
 MAML_NOINLINE MAML_HD void delta_cols_rp(int rp, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
                                   const T* dzT, const T* rdzT, int64_t prev_off, int n, int k, bool with_r) {
