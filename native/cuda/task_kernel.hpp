@@ -888,6 +888,33 @@ MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const
   }
 }
 
+// Variant 3's weight tiles of one thread (items t0, t0 + step, ... below n_w: tile (jt, kt) =
+// (idx / tk, idx mod tk)) in one mode, and the dispatch on the mode: one call site in the
+// backward phase, each mode a function of its own (inlined there, the tiles' registers made
+// ptxas spill in the whole phase).
+template <bool G, bool R, bool RX, class T>
+MAML_NOINLINE MAML_HD void weight_tiles_mode(int t0, int step, const KModel& m, int l, const T* in, const T* rin,
+                                             const T* dzs, const T* rdzs, int n, int tk, int n_w, const Emit<T>& e,
+                                             int drs, int dcs) {
+  for (int idx = t0; idx < n_w; idx += step) {
+    const int jt = idx / tk, kt = idx - jt * tk;
+    weight_tile_fixed<G, R, RX>(m, l, in, rin, dzs, rdzs, n, jt * kTileGJ, kt, tk, e, drs, dcs);
+  }
+}
+
+template <class T>
+MAML_NOINLINE MAML_HD void weight_tiles_v3(int t0, int step, const KModel& m, int l, const T* in, const T* rin,
+                                           const T* dzT, const T* rdzT, int n, int tk, int n_w, const Emit<T>& e,
+                                           bool want_g, bool with_r, int rp) {
+#define MAML_TILES(G, R, RX) weight_tiles_mode<G, R, RX>(t0, step, m, l, in, rin, dzT, rdzT, n, tk, n_w, e, 1, rp)
+  if (!with_r) MAML_TILES(true, false, false);
+  else if (want_g && rin) MAML_TILES(true, true, true);
+  else if (want_g) MAML_TILES(true, true, false);
+  else if (rin) MAML_TILES(false, true, true);
+  else MAML_TILES(false, true, false);
+#undef MAML_TILES
+}
+
 // Variant 3's deltas of column k for rp (4, 8, 12 or 16) padded rows: one call site in the
 // backward phase, and each delta_cols instance a function of its own (not inlined: compiled
 // together, the largest instance's registers made ptxas spill in all of them).
@@ -938,11 +965,11 @@ MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m
   const T* rxs = rin ? (stage_x ? srx : rin) : nullptr;
   const int tj = (dout + kTileGJ - 1) / kTileGJ, tk = (din + kTileGK - 1) / kTileGK;
   const int n_w = tj * tk, n_par = n_w + dout, n_all = n_par + (l > 1 ? din : 0);
-  for (int idx = tid; idx < n_all; idx += nt) {
-    if (idx < n_w) {
-      const int jt = idx / tk, kt = idx - jt * tk;
-      weight_tile_v2(m, l, xs, rxs, dzT, rdzT, n, jt * kTileGJ, kt, tk, e, want_g, with_r, 1, rp);
-    } else if (idx < n_par) {  // bias j: the sums of backward_pass's bias items (x = 1)
+  // this thread's items tid, tid + nt, ...: its weight tiles (in one call), then the others
+  weight_tiles_v3(tid, nt, m, l, xs, rxs, dzT, rdzT, n, tk, n_w, e, want_g, with_r, rp);
+  const int first = tid < n_w ? tid + (n_w - tid + nt - 1) / nt * nt : tid;
+  for (int idx = first; idx < n_all; idx += nt) {
+    if (idx < n_par) {  // bias j: the sums of backward_pass's bias items (x = 1)
       const int j = idx - n_w;
       T g = T(0), hv = T(0);
       for (int i = 0; i < n; ++i) {
