@@ -399,7 +399,7 @@ MAML_HD inline int v3_rows(int n) { return n > 12 ? 16 : n > 8 ? 12 : n > 4 ? 8 
 // The layer's scratch need in floats: the forward's transposed weight tiles (and uW's) and the
 // rows of x (and R(x)) of one tile.
 MAML_HD inline int v3_forward_floats(int nt, int rp, bool with_u, bool with_rx) {
-  return kV3K * (nt + 1) * (with_u ? 2 : 1) + kV3K * rp * (with_rx ? 2 : 1);
+  return kV3K * (nt + 2) * (with_u ? 2 : 1) + kV3K * rp * (with_rx ? 2 : 1);
 }
 
 // RP staged rows p[0..RP) into registers o (four per load; p 16-byte aligned), and acc[r] += o[r] w.
@@ -427,7 +427,10 @@ template <int RP, bool U, bool RX, class T, class Block>
 MAML_NOINLINE MAML_HD void forward_layer_rows(const Block& blk, const KModel& m, int l, const T* th, const T* u, const T* in,
                                 const T* rin, int n, T* z, T* rpre, T* ract, T* tile) {
   const int din = m.dims[l - 1], dout = m.dims[l], tid = blk.tid(), nt = blk.size();
-  const int ldj = nt + 1;
+  // row pitch of the transposed weight tile: a warp stores elements (jj, kk) and (jj + 1, kk),
+  // kk < 16, at kk ldj + jj; with ldj ≡ 2 (mod 32) their 32 banks 2 kk + jj are distinct (with
+  // nt + 1 they overlapped two ways), and a warp's reads (kk ldj + tid) stay consecutive
+  const int ldj = nt + 2;
   T* Wt = tile;
   T* uWt = tile + kV3K * ldj;
   T* xT = tile + kV3K * ldj * (U ? 2 : 1);  // a multiple of 16 floats from the scratch's start
