@@ -952,10 +952,11 @@ MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m
   const int nx = n * din;
   const bool stage_x = dout * rp * (with_r ? 2 : 1) + nx * (rin ? 2 : 1) <= kTileFloatsV3;
   T* srx = sx + nx;
-  for (int q = tid; q < dout * rp; q += nt) {
-    const int j = q / rp, r = q - j * rp;
-    dzT[q] = r < n ? w.dz[r * dout + j] : T(0);
-    if (with_r) rdzT[q] = r < n ? w.rdz[r * dout + j] : T(0);
+  for (int r = 0; r < rp; ++r) {  // neighbouring threads read neighbouring deltas of a row
+    for (int j = tid; j < dout; j += nt) {
+      dzT[j * rp + r] = r < n ? w.dz[r * dout + j] : T(0);
+      if (with_r) rdzT[j * rp + r] = r < n ? w.rdz[r * dout + j] : T(0);
+    }
   }
   if (stage_x) {
     for (int q = tid; q < nx; q += nt) {
