@@ -384,7 +384,8 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
 // weight is loaded once per pass and used for RP rows, with no index arithmetic per product:
 // variant 1 loads two shared-memory values per product (forward) or reloads every weight per 8
 // rows (deltas). Sums per output: the forward from the bias over k ascending (R part: per k,
-// x uW then R(x) W); the deltas over j ascending, as delta_rows. Variant 3 needs more scratch
+// x uW then R(x) W); the deltas over j ascending (R part: per j, R(dz) W then dz uW, two FMAs;
+// delta_rows adds their sum). Variant 3 needs more scratch
 // (kTileFloatsV3: 48 KB, the most a block may have without opting in) and uses weight_tile_v2
 // for the weight gradients. The layer functions are not inlined on the device (MAML_NOINLINE): each
 // gets its own 128 registers (inlined into the task kernel, ptxas spilled 1.5 KB; as calls, the
