@@ -217,8 +217,9 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
   // Variant 3 changes the wide layers' products of the global-memory kernel (another order of the
   // forward sums): the reference tolerance, and reproducible bits. Shapes (all in global memory:
   // their working areas exceed a block's shared memory): the wide net; a 300-input, 77-output
-  // layer (not a multiple of its 16-input tiles, fewer outputs than threads); sets of more than 16
-  // rows (row chunks); ragged tasks with an empty support set; every loss.
+  // layer (not a multiple of its 16-input tiles, fewer outputs than threads); a 300-output layer
+  // (more outputs than threads); sets of more than 16 rows (row chunks); ragged tasks with an
+  // empty support set; every loss.
   it('kernel variant 3 (MAML_CUDA_KERNEL=3) matches the reference on wide nets, reproducibly', () => {
     const saved = process.env.MAML_CUDA_KERNEL;
     try {
@@ -233,6 +234,9 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
         const model: ModelSpec = { layers: [5, 300, 77, 4], activation: 'relu', loss };
         global(checkGradient(model, uniformBatch(rng, model, 6, 11, 9), 'maml', 2, 15));
       }
+      // more outputs (300) than the block's threads: two column blocks
+      const tall: ModelSpec = { layers: [4, 64, 300, 2], activation: 'tanh', loss: 'mse' };
+      global(checkGradient(tall, uniformBatch(rng, tall, 5, 10, 14), 'maml', 2, 16));
       const ragged = raggedBatch(rng, wideOdd, [0, 0, 4, 21, 33], [0, 3, 5, 24, 40]);
       for (const algorithm of ALGOS) global(checkGradient(wideOdd, ragged, algorithm, 2, 14));
       const m = checkModel(WIDE, 't');

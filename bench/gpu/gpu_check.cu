@@ -341,6 +341,12 @@ int parity() {
   odd_wide.loss = 2;
   odd_wide.algo = Algorithm::ANIL;
   parity_gradient(odd_wide, 5, 1, 20, true, rng);
+  // a wide layer with more outputs (300) than the block's threads
+  Case tall;
+  tall.dims = {4, 64, 300, 2};
+  tall.act = 1;
+  tall.steps = 2;
+  parity_gradient(tall, 5, 10, 14, false, rng);
   OptimConfig adam, sgd;
   adam.clip_norm = 10;
   sgd.kind = 1;
