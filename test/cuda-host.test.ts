@@ -294,18 +294,18 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
   // (so not variant 1's bits), the same tolerance against the reference. The shapes cover its
   // edges: inputs not a multiple of its 16-input tiles (70, 45, 33, 131), more outputs than
   // threads (column blocks for 3 and 32 threads), every padded row count (4, 8, 12, 16), sets
-  // of more than 16 rows (forward in row chunks; the backward phase then takes its fallback path),
-  // an empty support set, R-forward with and without an input R part.
+  // of more than 16 rows (the forward and the deltas in row chunks: up to 30 rows above a wide
+  // layer with deltas below it), an empty support set, R-forward with and without an input R part.
   it('kernel variant 3: reference match in float64 and float32, same bits for 1, 3 and 32 threads', () => {
     const rng = new Rng(31);
     let differs = 0;
     for (const [model, algorithm, rateKind, rows] of [
       [{ layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' }, 'maml', 'scalar', 10],
-      [{ layers: [3, 70, 45, 3], activation: 'tanh', loss: 'mse' }, 'maml', 'per-step', 16],
+      [{ layers: [3, 70, 45, 3], activation: 'tanh', loss: 'mse' }, 'maml', 'per-step', 30],
       [{ layers: [40, 33, 4], activation: 'tanh', loss: 'cross-entropy' }, 'meta-sgd', 'per-param', 24],
       [{ layers: [6, 64, 131, 2], activation: 'relu', loss: 'binary-cross-entropy' }, 'anil', 'scalar', 7],
       [{ layers: [5, 48, 96, 3], activation: 'relu', loss: 'mse' }, 'fomaml', 'per-step-param', 4],
-      [{ layers: [2, 37, 40, 1], activation: 'tanh', loss: 'mse' }, 'reptile', 'scalar', 12],
+      [{ layers: [2, 37, 40, 1], activation: 'tanh', loss: 'mse' }, 'reptile', 'scalar', 16],
     ] as [ModelSpec, Algorithm, 'scalar' | 'per-step' | 'per-param' | 'per-step-param', number][]) {
       const batch = raggedBatch(rng, model, 4, rows);
       const o = options(rng, model, algorithm, 2, rateKind);

@@ -846,14 +846,14 @@ MAML_HD void weight_tile_v2(const KModel& m, int l, const T* in, const T* rin, c
   weight_tile_fixed<false, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
 }
 
-// Variant 3's deltas of column k of layer l − 1, all n ≤ RP rows at once (delta_rows' formulas,
+// Variant 3's deltas of column k of layer l − 1, rows i0..i0+n−1 (n ≤ RP) at once (delta_rows' formulas,
 // sums over j ascending; the R part adds R(dz) W then dz uW as two FMAs, where delta_rows adds
 // their sum: a mul, an FMA and an add), the deltas of layer l read from the transposed staging
 // dzT[j][RP] (and rdzT), four rows per load. Each weight W[j, k] is loaded once; the loop is
 // unrolled by 8 so that 8 weight loads are in flight per thread.
 template <int RP, int kWR, class T>
 MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const T* u, const Pass<T>& w, const T* dzT,
-                        const T* rdzT, int64_t prev_off, int n, int k) {
+                        const T* rdzT, int64_t prev_off, int i0, int n, int k) {
   constexpr bool with_r = kWR == 1;
   const int din = m.dims[l - 1], dout = m.dims[l];
   const T* Wk = th + m.w_off[l] + k;
@@ -877,10 +877,11 @@ MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const
       fma_rows<RP>(rda, d, ujk);
     }
   }
-  const T* act = w.act + prev_off;
-  const T* rpre = w.rpre + prev_off;
-  T* dz2 = w.dz2;
-  T* rdz2 = w.rdz2;
+  const int64_t row0 = static_cast<int64_t>(i0) * din;  // this chunk's first row
+  const T* act = w.act + prev_off + row0;
+  const T* rpre = w.rpre + prev_off + row0;
+  T* dz2 = w.dz2 + row0;
+  T* rdz2 = w.rdz2 + row0;
   const int f = m.act;
   MAML_UNROLL
   for (int r = 0; r < RP; ++r) {
@@ -908,9 +909,9 @@ MAML_NOINLINE MAML_HD void weight_tiles_mode(int t0, int step, const KModel& m, 
 
 template <class T>
 MAML_NOINLINE MAML_HD void weight_tiles_v3(int t0, int step, const KModel& m, int l, const T* in, const T* rin,
-                                           const T* dzT, const T* rdzT, int n, int tk, int n_w, const Emit<T>& e,
-                                           bool want_g, bool with_r, int rp) {
-#define MAML_TILES(G, R, RX) weight_tiles_mode<G, R, RX>(t0, step, m, l, in, rin, dzT, rdzT, n, tk, n_w, e, 1, rp)
+                                           const T* dzs, const T* rdzs, int n, int tk, int n_w, const Emit<T>& e,
+                                           bool want_g, bool with_r, int drs, int dcs) {
+#define MAML_TILES(G, R, RX) weight_tiles_mode<G, R, RX>(t0, step, m, l, in, rin, dzs, rdzs, n, tk, n_w, e, drs, dcs)
   if (!with_r) MAML_TILES(true, false, false);
   else if (want_g && rin) MAML_TILES(true, true, true);
   else if (want_g) MAML_TILES(true, true, false);
@@ -924,10 +925,10 @@ MAML_NOINLINE MAML_HD void weight_tiles_v3(int t0, int step, const KModel& m, in
 // together, the largest instance's registers made ptxas spill in all of them).
 template <class T>
 MAML_NOINLINE MAML_HD void delta_cols_rp(int rp, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
-                                  const T* dzT, const T* rdzT, int64_t prev_off, int n, int k, bool with_r) {
-#define MAML_DELTA_COLS(RP)                                                       \
-  if (with_r) delta_cols<RP, 1>(m, l, th, u, w, dzT, rdzT, prev_off, n, k);       \
-  else delta_cols<RP, 0>(m, l, th, u, w, dzT, rdzT, prev_off, n, k);
+                                  const T* dzT, const T* rdzT, int64_t prev_off, int i0, int n, int k, bool with_r) {
+#define MAML_DELTA_COLS(RP)                                                           \
+  if (with_r) delta_cols<RP, 1>(m, l, th, u, w, dzT, rdzT, prev_off, i0, n, k);       \
+  else delta_cols<RP, 0>(m, l, th, u, w, dzT, rdzT, prev_off, i0, n, k);
   switch (rp) {
     case 4: MAML_DELTA_COLS(4) break;
     case 8: MAML_DELTA_COLS(8) break;
@@ -937,11 +938,13 @@ MAML_NOINLINE MAML_HD void delta_cols_rp(int rp, const KModel& m, int l, const T
 #undef MAML_DELTA_COLS
 }
 
-// Variant 3's backward phase of a wide layer (n ≤ rp rows; see backward_pass): the deltas of
-// layer l staged transposed, dzT[j][rp] (rows n..rp−1 zero, and R(dz) beside them), the inputs
-// [n, din] (and R parts) staged as they are where the scratch has room; then one phase of items:
-// the weights in weight_tile_v2's register tiles, the biases, the delta columns (delta_cols, the only
-// part compiled per row count). Ends with sync().
+// Variant 3's backward phase of a wide layer (see backward_pass): the deltas of layer l staged
+// transposed, dzT[j][rp] (rows past the set zero, and R(dz) beside them), the inputs [n, din]
+// (and R parts) staged as they are where the scratch has room; then one phase of items: the
+// weights in weight_tile_v2's register tiles, the biases, the delta columns (delta_cols, the only
+// part compiled per row count). A set of more than rp rows: the weights and biases read the
+// deltas in place, the delta columns run once per chunk of rp rows (staged in turn, a phase
+// each). Ends with sync().
 template <class T, class Block>
 MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m, int l, const T* th, const T* u,
                                                const Pass<T>& w, const T* in, const T* rin, int64_t prev_off, int n,
@@ -953,12 +956,19 @@ MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m
   const int nx = n * din;
   const bool stage_x = dout * rp * (with_r ? 2 : 1) + nx * (rin ? 2 : 1) <= kTileFloatsV3;
   T* srx = sx + nx;
-  for (int r = 0; r < rp; ++r) {  // neighbouring threads read neighbouring deltas of a row
-    for (int j = tid; j < dout; j += nt) {
-      dzT[j * rp + r] = r < n ? w.dz[r * dout + j] : T(0);
-      if (with_r) rdzT[j * rp + r] = r < n ? w.rdz[r * dout + j] : T(0);
+  // rows i0..i0+rp−1 of the deltas into dzT (rows past n zero); neighbouring threads read
+  // neighbouring deltas of a row
+  auto stage_deltas = [&](int i0) {
+    const int nr = n - i0 < rp ? n - i0 : rp;
+    for (int r = 0; r < rp; ++r) {
+      const int64_t row = static_cast<int64_t>(i0 + r) * dout;
+      for (int j = tid; j < dout; j += nt) {
+        dzT[j * rp + r] = r < nr ? w.dz[row + j] : T(0);
+        if (with_r) rdzT[j * rp + r] = r < nr ? w.rdz[row + j] : T(0);
+      }
     }
-  }
+  };
+  stage_deltas(0);
   if (stage_x) {
     for (int q = tid; q < nx; q += nt) {
       sx[q] = in[q];
@@ -970,35 +980,51 @@ MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m
   const T* rxs = rin ? (stage_x ? srx : rin) : nullptr;
   const int tj = (dout + kTileGJ - 1) / kTileGJ, tk = (din + kTileGK - 1) / kTileGK;
   const int n_w = tj * tk, n_par = n_w + dout, n_all = n_par + (l > 1 ? din : 0);
+  // the weights and biases sum over all n rows: from dzT when it holds them all, else from the
+  // deltas in place (their [n, dout] layout)
+  const bool all = n <= rp;
+  const T* dzs = all ? dzT : w.dz;
+  const T* rdzs = all ? rdzT : w.rdz;
+  const int drs = all ? 1 : dout, dcs = all ? rp : 1;
+  const int n0 = all ? n : rp;  // the rows of the first chunk of deltas
   // this thread's items tid, tid + nt, ...: its weight tiles (in one call), then the others
-  weight_tiles_v3(tid, nt, m, l, xs, rxs, dzT, rdzT, n, tk, n_w, e, want_g, with_r, rp);
+  weight_tiles_v3(tid, nt, m, l, xs, rxs, dzs, rdzs, n, tk, n_w, e, want_g, with_r, drs, dcs);
   const int first = tid < n_w ? tid + (n_w - tid + nt - 1) / nt * nt : tid;
   for (int idx = first; idx < n_all; idx += nt) {
     if (idx < n_par) {  // bias j: the sums of backward_pass's bias items (x = 1)
       const int j = idx - n_w;
       T g = T(0), hv = T(0);
       for (int i = 0; i < n; ++i) {
-        if (want_g) g += dzT[j * rp + i] * T(1);
-        if (with_r) hv += rdzT[j * rp + i] * T(1);
+        if (want_g) g += dzs[i * drs + j * dcs] * T(1);
+        if (with_r) hv += rdzs[i * drs + j * dcs] * T(1);
       }
       emit_param(e, m.b_off[l] + j, g, hv, with_r);
     } else {
-      delta_cols_rp(rp, m, l, th, u, w, dzT, rdzT, prev_off, n, idx - n_par, with_r);
+      delta_cols_rp(rp, m, l, th, u, w, dzT, rdzT, prev_off, 0, n0, idx - n_par, with_r);
     }
   }
   blk.sync();
+  // the other chunks of deltas (sets of more than rp rows)
+  if (l > 1) {
+    for (int i0 = rp; i0 < n; i0 += rp) {
+      stage_deltas(i0);
+      blk.sync();
+      const int nr = n - i0 < rp ? n - i0 : rp;
+      for (int k = tid; k < din; k += nt) delta_cols_rp(rp, m, l, th, u, w, dzT, rdzT, prev_off, i0, nr, k, with_r);
+      blk.sync();
+    }
+  }
 }
 
-// Variant 3's backward phase of layer l where it applies (a wide layer, a set of at most kV3Rows
-// rows, the staged deltas within the scratch); returns false, having done nothing, otherwise.
+// Variant 3's backward phase of layer l where it applies (a wide layer whose staged deltas fit
+// the scratch); returns false, having done nothing, otherwise.
 template <class T, class Block>
 MAML_HD bool backward_layer_v3(const Block& blk, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
                                const T* in, const T* rin, int64_t prev_off, int n, const Emit<T>& e, bool want_g,
                                bool with_r) {
   const int din = m.dims[l - 1], dout = m.dims[l];
   const int rp = v3_rows(n);
-  if (!w.tile || din < kTileMin || dout < kTileMin || n > kV3Rows || dout * rp * (with_r ? 2 : 1) > kTileFloatsV3)
-    return false;
+  if (!w.tile || din < kTileMin || dout < kTileMin || dout * rp * (with_r ? 2 : 1) > kTileFloatsV3) return false;
   backward_layer_rows(blk, m, l, th, u, w, in, rin, prev_off, n, rp, e, want_g, with_r);
   return true;
 }
