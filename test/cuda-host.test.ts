@@ -306,6 +306,8 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
       [{ layers: [6, 64, 131, 2], activation: 'relu', loss: 'binary-cross-entropy' }, 'anil', 'scalar', 7],
       [{ layers: [5, 48, 96, 3], activation: 'relu', loss: 'mse' }, 'fomaml', 'per-step-param', 4],
       [{ layers: [2, 37, 40, 1], activation: 'tanh', loss: 'mse' }, 'reptile', 'scalar', 16],
+      // 400 outputs: 16 staged rows with their R parts exceed the scratch, so chunks of 12
+      [{ layers: [3, 50, 400, 2], activation: 'tanh', loss: 'mse' }, 'meta-sgd', 'per-param', 20],
     ] as [ModelSpec, Algorithm, 'scalar' | 'per-step' | 'per-param' | 'per-step-param', number][]) {
       const batch = raggedBatch(rng, model, 4, rows);
       const o = options(rng, model, algorithm, 2, rateKind);

@@ -1017,14 +1017,17 @@ MAML_NOINLINE MAML_HD void backward_layer_rows(const Block& blk, const KModel& m
 }
 
 // Variant 3's backward phase of layer l where it applies (a wide layer whose staged deltas fit
-// the scratch); returns false, having done nothing, otherwise.
+// the scratch, in chunks of 16, 12, 8 or 4 rows: the largest that fits); returns false, having
+// done nothing, otherwise.
 template <class T, class Block>
 MAML_HD bool backward_layer_v3(const Block& blk, const KModel& m, int l, const T* th, const T* u, const Pass<T>& w,
                                const T* in, const T* rin, int64_t prev_off, int n, const Emit<T>& e, bool want_g,
                                bool with_r) {
   const int din = m.dims[l - 1], dout = m.dims[l];
-  const int rp = v3_rows(n);
-  if (!w.tile || din < kTileMin || dout < kTileMin || dout * rp * (with_r ? 2 : 1) > kTileFloatsV3) return false;
+  if (!w.tile || din < kTileMin || dout < kTileMin) return false;
+  int rp = v3_rows(n);
+  while (rp > 4 && dout * rp * (with_r ? 2 : 1) > kTileFloatsV3) rp -= 4;
+  if (dout * rp * (with_r ? 2 : 1) > kTileFloatsV3) return false;
   backward_layer_rows(blk, m, l, th, u, w, in, rin, prev_off, n, rp, e, want_g, with_r);
   return true;
 }
