@@ -24,7 +24,7 @@ constexpr int kTaskThreadsMax = 256, kTaskBlocksPerSM = 2;
 
 // Block b runs task task0 + b; with global working memory it uses scratch row b. kVariant: 1, or
 // 3 (MAML_CUDA_KERNEL=3, global-memory kernel only: task_kernel.hpp's row-register products of
-// wide layers and weight_tile_v2), an experiment to time on a GPU. (Variant 2, weight_tile_v2
+// wide layers and weight_tile_fixed), an experiment to time on a GPU. (Variant 2, weight_tile_fixed
 // alone, was folded into 3: its two kernel instances cost every install ~20 s of compilation.)
 template <bool kShared, int kVariant = 1>
 __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {

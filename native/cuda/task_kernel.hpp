@@ -386,8 +386,8 @@ MAML_HD void forward_layer_tiled(const Block& blk, const KModel& m, int l, const
 // rows (deltas). Sums per output: the forward from the bias over k ascending (R part: per k,
 // x uW then R(x) W); the deltas over j ascending (R part: per j, R(dz) W then dz uW, two FMAs;
 // delta_rows adds their sum). Variant 3 needs more scratch
-// (kTileFloatsV3: 48 KB, the most a block may have without opting in) and uses weight_tile_v2
-// for the weight gradients. The layer functions are not inlined on the device (MAML_NOINLINE): each
+// (kTileFloatsV3: 48 KB, the most a block may have without opting in) and computes the weight
+// gradients with weight_tile_fixed (weight_tiles_v3). The layer functions are not inlined on the device (MAML_NOINLINE): each
 // gets its own 128 registers (inlined into the task kernel, ptxas spilled 1.5 KB; as calls, the
 // hot loops spill at most a few words; the calls run a few times per layer pass).
 constexpr int kTileFloatsV3 = 12288;
@@ -834,18 +834,6 @@ MAML_HD void weight_tile_fixed(const KModel& m, int l, const T* in, const T* rin
       if (a < nj && kt + b * tk < din) emit_param(e, m.w_off[l] + (j0 + a) * din + kt + b * tk, g[a][b], hv[a][b], R);
 }
 
-template <class T>
-MAML_HD void weight_tile_v2(const KModel& m, int l, const T* in, const T* rin, const T* dzs, const T* rdzs, int n,
-                            int j0, int kt, int tk, const Emit<T>& e, bool want_g, bool with_r, int drs, int dcs) {
-  if (!with_r) return weight_tile_fixed<true, false, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
-  if (want_g) {
-    if (rin) return weight_tile_fixed<true, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
-    return weight_tile_fixed<true, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
-  }
-  if (rin) return weight_tile_fixed<false, true, true>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
-  weight_tile_fixed<false, true, false>(m, l, in, rin, dzs, rdzs, n, j0, kt, tk, e, drs, dcs);
-}
-
 // Variant 3's deltas of column k of layer l − 1, rows i0..i0+n−1 (n ≤ RP) at once (delta_rows' formulas,
 // sums over j ascending; the R part adds R(dz) W then dz uW as two FMAs, where delta_rows adds
 // their sum: a mul, an FMA and an add), the deltas of layer l read from the transposed staging
@@ -896,7 +884,7 @@ MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const
 // Variant 3's weight tiles of one thread (items t0, t0 + step, ... below n_w: tile (jt, kt) =
 // (idx / tk, idx mod tk)) in one mode, and the dispatch on the mode: one call site in the
 // backward phase, each mode a function of its own (inlined there, the tiles' registers made
-// ptxas spill in the whole phase).
+// ptxas spill in the whole phase). backward_pass's fallback calls it for one tile at a time.
 template <bool G, bool R, bool RX, class T>
 MAML_NOINLINE MAML_HD void weight_tiles_mode(int t0, int step, const KModel& m, int l, const T* in, const T* rin,
                                              const T* dzs, const T* rdzs, int n, int tk, int n_w, const Emit<T>& e,
@@ -941,7 +929,7 @@ MAML_NOINLINE MAML_HD void delta_cols_rp(int rp, const KModel& m, int l, const T
 // Variant 3's backward phase of a wide layer (see backward_pass): the deltas of layer l staged
 // transposed, dzT[j][rp] (rows past the set zero, and R(dz) beside them), the inputs [n, din]
 // (and R parts) staged as they are where the scratch has room; then one phase of items: the
-// weights in weight_tile_v2's register tiles, the biases, the delta columns (delta_cols, the only
+// weights in weight_tile_fixed's register tiles, the biases, the delta columns (delta_cols, the only
 // part compiled per row count). A set of more than rp rows: the weights and biases read the
 // deltas in place, the delta columns run once per chunk of rp rows (staged in turn, a phase
 // each). Ends with sync().
@@ -1091,7 +1079,7 @@ MAML_HD void backward_pass(const Block& blk, const KModel& m, const T* th, const
     for (int idx = blk.tid(); idx < n_all; idx += blk.size()) {
       if (idx < n_w && tiled) {
         const int jt = idx / tk, kt = idx - jt * tk;
-        if constexpr (kVariant >= 2) weight_tile_v2(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r, dout, 1);
+        if constexpr (kVariant >= 2) weight_tiles_v3(idx, 1, m, l, in, rin, dz, rdz, n, tk, idx + 1, e, want_g, with_r, dout, 1);
         else weight_tile(m, l, in, rin, dz, rdz, n, jt * kTileGJ, kt, tk, e, want_g, with_r);
       } else if (idx < n_par) {
         const bool bias = idx >= n_w;
@@ -1171,7 +1159,7 @@ MAML_HD void inner_loop(const Block& blk, const KModel& m, const KConfig& c, con
 // One task's meta-gradient (see the top of this file). out: [P + R]; *loss: the outer loss.
 // tile: kTileFloats of block-shared scratch for wide layers (forward_layer_tiled), or nullptr.
 // kVariant: the kernel variant (1; or 3, an experiment chosen at launch: the row-register products
-// of wide layers and weight_tile_v2, with the compile-time modes of the fallback paths; the code
+// of wide layers and weight_tile_fixed, with the compile-time modes of the fallback paths; the code
 // tests kVariant >= 2 for the latter, variant 2's part). tile: kTileFloats floats for variant 1,
 // kTileFloatsV3 for variant 3.
 template <int kVariant = 1, class T, class Block>
