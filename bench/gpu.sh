@@ -80,13 +80,15 @@ if [ $build_ok = 1 ] && want parity; then
     if [ $rc = 0 ]; then parity="gpu_check passed"; else parity="gpu_check FAILED (exit $rc)"; fi
     echo "$parity"
   fi
-  stage "parity with kernel variant 3 (MAML_CUDA_KERNEL=3)"
-  t=$(limit 150)
-  if [ "$t" = 0 ]; then skipped "parity, variant 3"; else
-    MAML_CUDA_KERNEL=3 timeout "$t" "$BIN" parity | grep -E "^FAIL|failure" | tail -12
+  # variants 3 and 4 (the cluster kernel: its cases are the ones printed with "cluster memory")
+  for v in 4 3; do
+    stage "parity with kernel variant $v (MAML_CUDA_KERNEL=$v)"
+    t=$(limit 150)
+    if [ "$t" = 0 ]; then skipped "parity, variant $v"; continue; fi
+    MAML_CUDA_KERNEL=$v timeout "$t" "$BIN" parity | grep -E "^FAIL|failure|cluster memory" | tail -16
     rc=${PIPESTATUS[0]}
-    if [ $rc = 0 ]; then parity="$parity; variant 3 passed"; else parity="$parity; variant 3 FAILED (exit $rc)"; fi
-  fi
+    if [ $rc = 0 ]; then parity="$parity; variant $v passed"; else parity="$parity; variant $v FAILED (exit $rc)"; fi
+  done
 fi
 
 if [ $build_ok = 1 ] && want bench; then
@@ -148,10 +150,10 @@ if [ -n "$NODE" ]; then
   if [ "$t" = 0 ]; then skipped node-step 30; else timeout "$t" "$NODE" bench/gpu/node-step.mjs "$OUT/node-step.json"; fi
 fi
 
-# each tool on the default kernel, then on kernel variant 3 (its wide-layer paths run in the
-# sanitize cases' global-memory case)
+# each tool on kernel variants 4 and 3 (their wide-layer paths run in the sanitize cases'
+# global-memory case: variant 4 on a cluster), then on the default kernel (clean in session 4)
 if [ $build_ok = 1 ] && command -v compute-sanitizer > /dev/null && want sanitize; then
-  for run in "memcheck 1" "racecheck 1" "memcheck 3" "racecheck 3"; do
+  for run in "memcheck 4" "racecheck 4" "memcheck 3" "racecheck 3" "memcheck 1" "racecheck 1"; do
     set -- $run
     stage "compute-sanitizer --tool $1 (small cases, kernel variant $2)"
     t=$(limit 100 30)
@@ -162,20 +164,20 @@ if [ $build_ok = 1 ] && command -v compute-sanitizer > /dev/null && want sanitiz
   done
 fi
 
-# the kernel variant the ncu stages profile: MAML_GPU_PROFILE_KERNEL, default 3 (variant 1's
-# profile is in bench/NOTES.md entry 23)
-PROFILE_KERNEL=${MAML_GPU_PROFILE_KERNEL:-3}
+# the kernel variant the ncu stages profile: MAML_GPU_PROFILE_KERNEL, default 4 (variant 1's
+# profile is in bench/NOTES.md entry 23; the regex takes the one-block and the cluster kernels)
+PROFILE_KERNEL=${MAML_GPU_PROFILE_KERNEL:-4}
 if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
   stage "ncu: the fused meta-step kernel of each bench case, variant $PROFILE_KERNEL (2 launches each; --clock-control none)"
   t=$(limit 90 30)
   if ! want ncu; then echo "(not asked for)"
   elif [ "$t" = 0 ]; then skipped ncu 30; else
     echo "=== ncu" >> "$OUT/tools.txt"
-    MAML_CUDA_KERNEL=$PROFILE_KERNEL timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-count 8 \
+    MAML_CUDA_KERNEL=$PROFILE_KERNEL timeout "$t" ncu --clock-control none --kernel-name regex:"meta_(tasks|cluster)_kernel" --launch-count 8 \
       --section SpeedOfLight --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis \
       --section MemoryWorkloadAnalysis --section WarpStateStats --section SourceCounters "$BIN" profile >> "$OUT/tools.txt" 2>&1
     echo "exit $?"
-    grep -E "^  meta_tasks_kernel|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Dynamic Shared|Block Size|Grid Size" "$OUT/tools.txt" | tail -48
+    grep -E "^  meta_(tasks|cluster)_kernel|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Dynamic Shared|Block Size|Grid Size" "$OUT/tools.txt" | tail -48
   fi
   # where the wide net's kernel (the 5th launch of `profile`) stalls, per SASS instruction: the
   # source page of a report, as CSV, appended to tools.txt
@@ -184,7 +186,7 @@ if [ $build_ok = 1 ] && command -v ncu > /dev/null; then
   if ! want source; then echo "(not asked for)"
   elif [ "$t" = 0 ]; then skipped "ncu source" 30; else
     rm -f /tmp/maml-wide.ncu-rep
-    MAML_CUDA_KERNEL=$PROFILE_KERNEL timeout "$t" ncu --clock-control none --kernel-name regex:meta_tasks_kernel --launch-skip 4 --launch-count 1 \
+    MAML_CUDA_KERNEL=$PROFILE_KERNEL timeout "$t" ncu --clock-control none --kernel-name regex:"meta_(tasks|cluster)_kernel" --launch-skip 4 --launch-count 1 \
       --section WarpStateStats --section SourceCounters -o /tmp/maml-wide "$BIN" profile > /dev/null 2>&1
     echo "profile exit $?"
     echo "=== ncu source page (wide kernel, SASS)" >> "$OUT/tools.txt"

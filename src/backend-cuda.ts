@@ -34,7 +34,7 @@ function call<R>(fn: () => R): R {
 export class CudaBackend {
   readonly #addon: CudaAddon;
   readonly #handle: CudaLearnerHandle;
-  /** where the last step kept each task's working memory: 'shared' or 'global' */
+  /** where the last step kept each task's working memory: 'shared', 'global', or 'cluster' (MAML_CUDA_KERNEL=4: the shared memory of a cluster of blocks) */
   memory = 'none';
 
   /** @throws MamlError NO_DEVICE / UNSUPPORTED (no usable device), OUT_OF_MEMORY, CUDA_ERROR */

@@ -335,6 +335,45 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
     expect(differs).toBeGreaterThanOrEqual(5);
   }, 120_000);
 
+  // Kernel variant 4 (native/cuda/task_cluster.hpp: one task on a cluster of c blocks, each
+  // holding its rows of every layer; the activations gathered into every block, the deltas'
+  // partial sums sent to their owners) on host-emulated clusters whose blocks' memory starts as
+  // NaN. Clusters of 1 to 8 blocks, more blocks than a layer has rows (the 1-output layers:
+  // blocks that own nothing), every algorithm, loss and rate layout with learned rates (the
+  // scalar rate gradient is a cluster reduction), ragged sets with an empty support set.
+  it('the cluster kernel: reference match in float64 and float32 on clusters of 1 to 8 blocks, same bits for 1 and 3 threads per block', () => {
+    const rng = new Rng(41);
+    for (const [model, algorithm, rateKind, rows, c] of [
+      [{ layers: [1, 40, 40, 1], activation: 'relu', loss: 'mse' }, 'maml', 'scalar', 10, 4],
+      [{ layers: [3, 70, 45, 3], activation: 'tanh', loss: 'mse' }, 'maml', 'per-step', 13, 3],
+      [{ layers: [40, 33, 4], activation: 'tanh', loss: 'cross-entropy' }, 'meta-sgd', 'per-param', 9, 2],
+      [{ layers: [6, 64, 31, 2], activation: 'relu', loss: 'binary-cross-entropy' }, 'anil', 'scalar', 7, 4],
+      [{ layers: [5, 48, 96, 3], activation: 'relu', loss: 'mse' }, 'fomaml', 'per-step-param', 4, 8],
+      [{ layers: [2, 37, 40, 1], activation: 'tanh', loss: 'mse' }, 'reptile', 'scalar', 16, 5],
+      [{ layers: [4, 9, 7, 5, 3], activation: 'tanh', loss: 'cross-entropy' }, 'meta-sgd', 'per-step-param', 6, 1],
+      [{ layers: [3, 20, 17, 2], activation: 'relu', loss: 'mse' }, 'anil', 'per-step', 5, 6],
+    ] as [ModelSpec, Algorithm, 'scalar' | 'per-step' | 'per-param' | 'per-step-param', number, number][]) {
+      const batch = raggedBatch(rng, model, 4, rows);
+      const o = options(rng, model, algorithm, 3, rateKind);
+      const p64 = Float64Array.from(initParams(model, { seed: 14 }));
+      const what = `${algorithm} ${modelName(model)}, cluster of ${c}`;
+      const ref = addon.metaGradient({ ...args(model, p64, batch, o, 'float64'), reference: true } as never);
+      const k64 = addon.metaGradientCudaHost({ ...(args(model, p64, batch, o, 'float64') as object), cluster: c });
+      expectClose(k64.grad, ref.grad, 1e-11, `${what}: float64 gradient`);
+      expect(k64.rateGrad === undefined).toBe(ref.rateGrad === undefined);
+      if (ref.rateGrad) expectClose(k64.rateGrad!, ref.rateGrad, 1e-11, `${what}: float64 rate gradient`);
+      expect(Math.abs(k64.loss - ref.loss)).toBeLessThanOrEqual(1e-11 * Math.max(1, Math.abs(ref.loss)));
+      const o32 = { ...o, innerLr: o.innerLr instanceof Float64Array ? Float32Array.from(o.innerLr) : o.innerLr };
+      const a32 = { ...(args(model, Float32Array.from(p64), f32(batch), o32, 'float32') as object), cluster: c };
+      const k32 = addon.metaGradientCudaHost(a32);
+      expectClose(k32.grad, ref.grad, 6e-5, `${what}: float32 gradient`);
+      if (ref.rateGrad) expectClose(k32.rateGrad!, ref.rateGrad, 6e-4, `${what}: float32 rate gradient`);
+      const many = addon.metaGradientCudaHost({ ...a32, blockThreads: 3 });
+      expect(Array.from(many.grad), `${what}, 3 threads per block`).toEqual(Array.from(k32.grad));
+      if (k32.rateGrad) expectClose(many.rateGrad!, k32.rateGrad, 1e-5, `${what}, 3 threads: rate gradient`);
+    }
+  }, 120_000);
+
   it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
     const rng = new Rng(3);
     const model = EXTRA[0]!;

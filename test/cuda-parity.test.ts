@@ -215,30 +215,33 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
   });
 
   // Variant 3 changes the wide layers' products of the global-memory kernel (another order of the
-  // forward sums): the reference tolerance, and reproducible bits. Shapes (all in global memory:
-  // their working areas exceed a block's shared memory): the wide net; a 300-input, 77-output
-  // layer (not a multiple of its 16-input tiles, fewer outputs than threads); a 300-output layer
-  // (more outputs than threads); sets of more than 16 rows (row chunks); ragged tasks with an
-  // empty support set; every loss.
-  it('kernel variant 3 (MAML_CUDA_KERNEL=3) matches the reference on wide nets, reproducibly', () => {
+  // forward sums); variant 4 runs each task of a network that does not fit one block on a cluster
+  // of 2 to 8 blocks (native/cuda/task_cluster.hpp). Both: the reference tolerance, and
+  // reproducible bits. Shapes (all too large for one block's shared memory): the wide net; a
+  // 300-input, 77-output layer (not a multiple of variant 3's 16-input tiles, fewer outputs than
+  // threads); a 300-output layer (more outputs than threads); sets of more than 16 rows (row
+  // chunks); ragged tasks with an empty support set; every loss. Variant 4 keeps every row's
+  // activations in every block, so the ragged batch's sets of up to 40 rows do not fit its
+  // clusters: they run the global-memory kernel (its fallback), and the test says so.
+  function wideVariant(variant: '3' | '4') {
     const saved = process.env.MAML_CUDA_KERNEL;
     try {
-      process.env.MAML_CUDA_KERNEL = '3';
+      process.env.MAML_CUDA_KERNEL = variant;
       const rng = new Rng(27);
       const wideOdd: ModelSpec = { layers: [3, 300, 77, 3], activation: 'tanh', loss: 'mse' };
-      const global = (memory: string) => expect(memory).toBe('global');
-      for (const algorithm of ALGOS) global(checkGradient(WIDE, uniformBatch(rng, WIDE, 9, 10, 10), algorithm, 2, 11));
-      global(checkGradient(wideOdd, uniformBatch(rng, wideOdd, 7, 20, 13), 'maml', 2, 12));
-      global(checkGradient(wideOdd, uniformBatch(rng, wideOdd, 5, 16, 3), 'meta-sgd', 3, 13));
+      const wide = (memory: string) => expect(memory).toBe(variant === '4' ? 'cluster' : 'global');
+      for (const algorithm of ALGOS) wide(checkGradient(WIDE, uniformBatch(rng, WIDE, 9, 10, 10), algorithm, 2, 11));
+      wide(checkGradient(wideOdd, uniformBatch(rng, wideOdd, 7, 20, 13), 'maml', 2, 12));
+      wide(checkGradient(wideOdd, uniformBatch(rng, wideOdd, 5, 16, 3), 'meta-sgd', 3, 13));
       for (const loss of ['cross-entropy', 'binary-cross-entropy'] as const) {
         const model: ModelSpec = { layers: [5, 300, 77, 4], activation: 'relu', loss };
-        global(checkGradient(model, uniformBatch(rng, model, 6, 11, 9), 'maml', 2, 15));
+        wide(checkGradient(model, uniformBatch(rng, model, 6, 11, 9), 'maml', 2, 15));
       }
       // more outputs (300) than the block's threads: two column blocks
       const tall: ModelSpec = { layers: [4, 64, 300, 2], activation: 'tanh', loss: 'mse' };
-      global(checkGradient(tall, uniformBatch(rng, tall, 5, 10, 14), 'maml', 2, 16));
+      wide(checkGradient(tall, uniformBatch(rng, tall, 5, 10, 14), 'maml', 2, 16));
       const ragged = raggedBatch(rng, wideOdd, [0, 0, 4, 21, 33], [0, 3, 5, 24, 40]);
-      for (const algorithm of ALGOS) global(checkGradient(wideOdd, ragged, algorithm, 2, 14));
+      for (const algorithm of ALGOS) expect(checkGradient(wideOdd, ragged, algorithm, 2, 14)).toBe('global');
       const m = checkModel(WIDE, 't');
       const args = {
         layers: m.layers, activation: m.activation, loss: m.loss, params: Float32Array.from(initParams(WIDE, { seed: 2 })), wantRateGrad: true,
@@ -251,7 +254,9 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
       if (saved === undefined) delete process.env.MAML_CUDA_KERNEL;
       else process.env.MAML_CUDA_KERNEL = saved;
     }
-  });
+  }
+  it('kernel variant 3 (MAML_CUDA_KERNEL=3) matches the reference on wide nets, reproducibly', () => wideVariant('3'));
+  it('kernel variant 4 (MAML_CUDA_KERNEL=4, a cluster of blocks per task) matches the reference on wide nets, reproducibly', () => wideVariant('4'));
 
   it('stepAsync (the step on a worker thread) equals step bit for bit, in call order, with new step weights', async () => {
     const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 2, seed: 9, device: 'cuda' as const };

@@ -10,10 +10,11 @@
 //   gpu_check sanitize          a few small parity cases, to run under compute-sanitizer
 //   gpu_check bench OUT.json    median wall time of CudaLearner::step (batch upload, kernels,
 //                               read-back, update) for the issue's cases, with 128 and 256
-//                               threads per task block and kernel variant 3 (MAML_CUDA_KERNEL)
-//                               at 256, and the kernels' device time (CUDA events); JSON lines
+//                               threads per task block and kernel variants 3 and 4
+//                               (MAML_CUDA_KERNEL) at 256, and the kernels' device time (CUDA events); JSON lines
 //                               to OUT.json, the fastest configuration last
-//   MAML_CUDA_KERNEL=3 gpu_check parity    the parity checks with kernel variant 3
+//   MAML_CUDA_KERNEL=3 gpu_check parity    the parity checks with kernel variant 3 (4: the
+//                               cluster kernel, on the cases too large for one block)
 //   gpu_check profile           two meta-steps of each bench case (256 threads), for ncu
 //
 // Build (bench/gpu.sh does it):
@@ -417,8 +418,9 @@ int bench(const char* out_path) {
     std::string best;
     double best_us = INFINITY;
     // (threads per block, kernel variant): 64 threads was the slowest in every case and run
-    // (bench/GPU-RESULTS.md), so 128 and 256 with the default kernel, and 256 with variant 3
-    const std::pair<int, int> configs[] = {{128, 1}, {256, 1}, {256, 3}};
+    // (bench/GPU-RESULTS.md), so 128 and 256 with the default kernel, and 256 with variants 3 and
+    // 4 (variant 4 changes only networks that do not fit one block: the wide net's clusters)
+    const std::pair<int, int> configs[] = {{128, 1}, {256, 1}, {256, 3}, {256, 4}};
     for (const auto& [threads, variant] : configs) {
       try {
         const cuda::LearnerConfig lc = bench_config(bc, rng);

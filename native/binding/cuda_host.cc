@@ -10,17 +10,22 @@
 // std::threads that meet at a barrier in every sync(), the GPU block's decomposition of the
 // work, so that a missing sync() or two threads writing one element shows up as a wrong or
 // irreproducible result. Option tiled: the global-memory kernel's tile scratch; option
-// kernelVariant (metaGradientCudaHost): 3 runs the experimental variant of the meta-step.
+// kernelVariant (metaGradientCudaHost): 3 runs the experimental variant of the meta-step; option
+// cluster c (metaGradientCudaHost, 1 to 8): the cluster kernel (native/cuda/task_cluster.hpp) on
+// an emulated cluster of c blocks of blockThreads threads, every block's memory filled with NaN.
 #include "cuda_host.hpp"
 
 #include <algorithm>
 #include <condition_variable>
+#include <limits>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "args.hpp"
 #include "cuda/plan.hpp"
+#include "cuda/task_cluster.hpp"
 
 namespace maml::binding {
 namespace {
@@ -63,6 +68,41 @@ void run_block(int threads, const Fn& fn) {
   HostBarrier bar(threads);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { fn(ThreadBlock{t, threads, &bar}); });
+  for (std::thread& th : pool) th.join();
+}
+
+// Block r of an emulated cluster of c blocks: sync() = a barrier of all the cluster's threads;
+// peer(p, q) = the same offset in block q's buffer (its "shared memory").
+template <class T>
+struct HostCluster {
+  int r, c;
+  HostBarrier* bar;
+  T* const* bases;
+  int rank() const { return r; }
+  int count() const { return c; }
+  void sync() const { bar->wait(); }
+  T* peer(T* p, int q) const { return bases[q] + (p - bases[r]); }
+};
+
+// Runs fn(block, cluster) for every block of a cluster of `blocks` blocks of `threads` host
+// threads each; block b's shared memory is mem[b].
+template <class T, class Fn>
+void run_cluster(int blocks, int threads, std::vector<std::vector<T>>& mem, const Fn& fn) {
+  HostBarrier cluster_bar(blocks * threads);
+  std::vector<T*> bases;
+  std::vector<std::unique_ptr<HostBarrier>> block_bars;
+  for (int b = 0; b < blocks; ++b) {
+    bases.push_back(mem[static_cast<size_t>(b)].data());
+    block_bars.push_back(std::make_unique<HostBarrier>(threads));
+  }
+  std::vector<std::thread> pool;
+  for (int b = 0; b < blocks; ++b)
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, b, t] {
+        const HostCluster<T> cl{b, blocks, &cluster_bar, bases.data()};
+        if (threads == 1) fn(cuda::SerialBlock{}, cl);
+        else fn(ThreadBlock{t, threads, block_bars[static_cast<size_t>(b)].get()}, cl);
+      });
   for (std::thread& th : pool) th.join();
 }
 
@@ -126,14 +166,31 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   HostRun<T> h(o, s, true);
   const int64_t B = h.B, P = h.m.P, slot = P + h.c.R;
   std::vector<T> slots(static_cast<size_t>(checked_mul(B, slot, "slots"))), losses(static_cast<size_t>(B));
-  // kernelVariant 3: the experimental kernel variant (task_kernel.hpp)
+  // kernelVariant 3: the experimental kernel variant (task_kernel.hpp); cluster c: the cluster
+  // kernel (task_cluster.hpp, variant 4) on c emulated blocks of blockThreads threads
   const bool v3 = has(o, "kernelVariant") && integer(o, "kernelVariant", 1, 3) == 3;
-  h.each_task([&](const auto& blk, int t) {
-    T* out = slots.data() + t * slot;
-    T* loss = losses.data() + t;
-    if (v3) cuda::task_meta_step<3>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
-    else cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
-  });
+  const int cluster = has(o, "cluster") ? static_cast<int>(integer(o, "cluster", 1, cuda::kMaxCluster)) : 0;
+  if (cluster > 0) {
+    const cuda::KCluster kc = cuda::plan_cluster(h.m, h.c, h.lay.n_max, h.threads, cluster);
+    std::vector<std::vector<T>> mem(static_cast<size_t>(cluster));
+    std::vector<T> gw(static_cast<size_t>(kc.g_total));
+    for (int64_t t = 0; t < B; ++t) {
+      // fresh garbage in the working memory of every task: nothing may depend on what an earlier task left
+      for (std::vector<T>& b : mem) b.assign(static_cast<size_t>(kc.total), std::numeric_limits<T>::quiet_NaN());
+      std::fill(gw.begin(), gw.end(), std::numeric_limits<T>::quiet_NaN());
+      run_cluster<T>(cluster, h.threads, mem, [&](const auto& blk, const auto& cl) {
+        cuda::task_meta_step_cluster(blk, cl, h.m, h.c, kc, h.a, static_cast<int>(t), mem[static_cast<size_t>(cl.rank())].data(),
+                                     gw.data(), slots.data() + t * slot, losses.data() + t);
+      });
+    }
+  } else {
+    h.each_task([&](const auto& blk, int t) {
+      T* out = slots.data() + t * slot;
+      T* loss = losses.data() + t;
+      if (v3) cuda::task_meta_step<3>(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
+      else cuda::task_meta_step(blk, h.m, h.c, h.a, t, h.work.data(), h.lay, out, loss, h.tiles());
+    });
+  }
   auto grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(P));
   auto rate_grad = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(h.c.R));
   for (int64_t i = 0; i < slot; ++i) {

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cuda_check.hpp"
 #include "meta_kernels.hpp"
@@ -30,7 +32,8 @@ int block_threads() {
 // 25). Results within float32 rounding of each other.
 int kernel_variant() {
   const char* env = std::getenv("MAML_CUDA_KERNEL");
-  return env && std::atoi(env) == 3 ? 3 : 1;
+  const int v = env ? std::atoi(env) : 1;
+  return v == 3 || v == 4 ? v : 1;
 }
 
 // Bytes of global working memory for one launch of tasks: 2 GiB, or MAML_CUDA_SCRATCH_BYTES (a
@@ -158,11 +161,38 @@ struct CudaLearner::Impl {
   // Where the tasks' working memory goes: shared memory if a block's fits, else global scratch
   // for at most scratch_bytes of tasks at a time (at least one task; launches run in chunks).
   int64_t scratch_bytes = 0;
-  TaskLaunch placement(const Layout& lay, int64_t tasks) {
+  // cluster_capacity(k, threads), remembered per (cluster size, shared memory): the query costs a
+  // driver call, and the answer is the same for every step of a run
+  std::vector<std::pair<int64_t, int>> capacities;
+  int capacity(const KCluster& k) {
+    const int64_t key = k.total * (kMaxCluster + 1) + k.c;
+    for (const auto& kv : capacities)
+      if (kv.first == key) return kv.second;
+    const int n = cluster_capacity(k, threads);
+    capacities.emplace_back(key, n);
+    return n;
+  }
+  // meta: a meta-step's launch (variant 4 applies to it; adaptations keep the one-block kernels)
+  TaskLaunch placement(const Layout& lay, const KConfig& kc, int64_t tasks, bool meta) {
     TaskLaunch how;
     how.threads = threads;
     how.variant = kernel_variant();
     how.shared = lay.total * static_cast<int64_t>(sizeof(float)) <= shared_bytes;
+    if (!how.shared && how.variant == 4 && meta) {
+      // variant 4: the smallest cluster whose blocks' shared memory holds a task's slices, where
+      // the device can launch it (else the global-memory kernel of variant 1)
+      for (int c = 2; c <= kMaxCluster; c *= 2) {
+        const KCluster k = plan_cluster(m, kc, lay.n_max, threads, c);
+        if (k.total * static_cast<int64_t>(sizeof(float)) > shared_bytes || capacity(k) < 1) continue;
+        how.cluster = k;
+        const int64_t per_task = std::max<int64_t>(k.g_total, 1) * static_cast<int64_t>(sizeof(float));
+        how.chunk = static_cast<int>(std::clamp<int64_t>(scratch_bytes / per_task, 1, tasks));
+        how.scratch = scratch.grow(static_cast<size_t>(checked_mul(how.chunk, std::max<int64_t>(k.g_total, 1), "GPU scratch")));
+        memory = "cluster";
+        return how;
+      }
+      how.variant = 1;
+    }
     if (!how.shared) {
       const int64_t per_task = lay.total * static_cast<int64_t>(sizeof(float));
       how.chunk = static_cast<int>(std::clamp<int64_t>(scratch_bytes / per_task, 1, tasks));
@@ -191,7 +221,7 @@ struct CudaLearner::Impl {
     a.slots = slots.grow(static_cast<size_t>(checked_mul(B, slot, "meta-gradient slots")));
     a.losses = losses.grow(static_cast<size_t>(B));
     const Layout lay = plan_layout(m, kc, max_rows(m, b.s_off, b.q_off, B), threads);
-    const TaskLaunch how = placement(lay, B);
+    const TaskLaunch how = placement(lay, kc, B, true);
     if (ev0) CUDA_CHECK(cudaEventRecord(ev0, stream));
     launch_meta_tasks(m, kc, a, static_cast<int>(B), lay, how, stream);
     float* part = partial.grow(static_cast<size_t>(checked_mul(reduce_chunks(B), slot, "reduction scratch")));
@@ -355,7 +385,7 @@ void CudaLearner::adapt(const HostBatch& b, int steps, const float* rates, int64
   a.rates = dr;
   a.adapted = s.adapted.grow(static_cast<size_t>(checked_mul(B, s.P, "adapted parameters")));
   const Layout lay = plan_adapt_layout(s.m, max_rows(s.m, b.s_off, b.q_off, B), s.threads);
-  launch_adapt_tasks(s.m, kc, a, static_cast<int>(B), lay, s.placement(lay, B), s.stream);
+  launch_adapt_tasks(s.m, kc, a, static_cast<int>(B), lay, s.placement(lay, kc, B, false), s.stream);
   CUDA_CHECK(cudaMemcpyAsync(out, a.adapted, sizeof(float) * static_cast<size_t>(B * s.P), cudaMemcpyDeviceToHost,
                              s.stream));
   CUDA_CHECK(cudaStreamSynchronize(s.stream));

@@ -35,6 +35,38 @@ __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_
   task_meta_step<kVariant>(DeviceBlock{}, m, c, a, t, work, lay, a.slots + t * slot, a.losses + t, kShared ? nullptr : smem);
 }
 
+// Variant 4: cluster q of the launch (blocks q c .. q c + c − 1, ranks 0 .. c − 1) runs task
+// task0 + q with its blocks' working memory in shared memory and scratch row q in global memory.
+// One block per multiprocessor (each holds up to 227 KB), so up to 255 registers per thread.
+// Compiled for Hopper and later only (before, there are no clusters: cluster_capacity says 0
+// and the kernel is never launched; its empty body saves the sm_80 build ~10 s).
+__global__ void __launch_bounds__(kTaskThreadsMax, 1) meta_cluster_kernel(KModel m, KConfig c, KArgs<float> a, KCluster kc, float* scratch, int task0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(16) float smem[];
+  const int q = static_cast<int>(blockIdx.x) / kc.c;
+  const int t = task0 + q;
+  const int64_t slot = static_cast<int64_t>(m.P) + c.R;
+  task_meta_step_cluster(DeviceBlock{}, DeviceCluster{}, m, c, kc, a, t, smem, scratch + static_cast<int64_t>(q) * kc.g_total,
+                         a.slots + t * slot, a.losses + t);
+#endif
+}
+
+// The launch configuration of n tasks on clusters of kc.c blocks (attr: its storage).
+cudaLaunchConfig_t cluster_config(const KCluster& kc, int threads, int n, cudaStream_t stream, cudaLaunchAttribute* attr) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(n * kc.c));
+  cfg.blockDim = dim3(static_cast<unsigned>(threads));
+  cfg.dynamicSmemBytes = static_cast<size_t>(kc.total) * sizeof(float);
+  cfg.stream = stream;
+  attr->id = cudaLaunchAttributeClusterDimension;
+  attr->val.clusterDim.x = static_cast<unsigned>(kc.c);
+  attr->val.clusterDim.y = 1;
+  attr->val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cfg;
+}
+
 template <bool kShared>
 __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) adapt_tasks_kernel(KModel m, KConfig c, KArgs<float> a, Layout lay, float* scratch, int task0) {
   extern __shared__ __align__(16) float smem[];
@@ -154,6 +186,22 @@ int max_task_threads() {
   return most;
 }
 
+int cluster_capacity(const KCluster& kc, int threads) {
+  const size_t bytes = static_cast<size_t>(kc.total) * sizeof(float);
+  if (cudaFuncSetAttribute(meta_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) != cudaSuccess) {
+    cudaGetLastError();  // too much shared memory for this device: not an error, the answer is 0
+    return 0;
+  }
+  cudaLaunchAttribute attr;
+  const cudaLaunchConfig_t cfg = cluster_config(kc, threads, 1, nullptr, &attr);
+  int n = 0;
+  if (cudaOccupancyMaxActiveClusters(&n, meta_cluster_kernel, &cfg) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 int shared_limit(int device) {
   int optin = 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
@@ -162,6 +210,19 @@ int shared_limit(int device) {
 
 void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
                        const TaskLaunch& how, cudaStream_t stream) {
+  if (how.cluster.c > 1) {  // variant 4: a cluster per task, in launches of how.chunk tasks
+    CUDA_CHECK(cudaFuncSetAttribute(meta_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(how.cluster.total * sizeof(float))));
+    const int chunk = how.chunk > 0 ? how.chunk : tasks;
+    for (int t0 = 0; t0 < tasks; t0 += chunk) {
+      const int n = tasks - t0 < chunk ? tasks - t0 : chunk;
+      cudaLaunchAttribute attr;
+      const cudaLaunchConfig_t cfg = cluster_config(how.cluster, how.threads, n, stream, &attr);
+      CUDA_CHECK(cudaLaunchKernelEx(&cfg, meta_cluster_kernel, m, c, a, how.cluster, how.scratch, t0));
+      CUDA_CHECK(cudaGetLastError());
+    }
+    return;
+  }
   // variant 3 changes only the global-memory kernel (the shared-memory one has no tiles): its
   // small networks run the default shared-memory kernel
   if (how.variant == 3)

@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "task_kernel.hpp"
+#include "task_cluster.hpp"
 
 namespace maml::cuda {
 
@@ -25,6 +25,10 @@ struct TaskLaunch {
   float* scratch = nullptr;  // [chunk, lay.total] when !shared
   int chunk = 0;             // tasks per launch when !shared (0: all at once)
   int variant = 1;           // meta-step kernel variant: 1, or 3 (an experiment: MAML_CUDA_KERNEL=3)
+  // Variant 4 (MAML_CUDA_KERNEL=4, an experiment): when cluster.c > 1, every task runs on a cluster
+  // of cluster.c blocks (task_cluster.hpp) with cluster.total floats of shared memory each and
+  // cluster.g_total floats of `scratch` (chunk tasks per launch).
+  KCluster cluster;
 };
 
 // The largest block the four task kernels can all be launched with on the current device (their
@@ -32,6 +36,10 @@ struct TaskLaunch {
 int max_task_threads();
 // The most dynamic shared memory a block of `device` can have (after cudaFuncSetAttribute).
 int shared_limit(int device);
+// How many clusters of the cluster kernel (variant 4) with layout kc and `threads` threads per
+// block the current device can hold at once: 0 where it cannot launch them (no clusters before
+// compute capability 9.0, or too much shared memory).
+int cluster_capacity(const KCluster& kc, int threads);
 
 void launch_meta_tasks(const KModel& m, const KConfig& c, const KArgs<float>& a, int tasks, const Layout& lay,
                        const TaskLaunch& how, cudaStream_t stream);

@@ -607,21 +607,19 @@ MAML_HD void forward_pass(const Block& blk, const KModel& m, const T* th, const 
   }
 }
 
-// dL/dout into w.dz (and R(dL/dout) = (∂²L/∂out²) R(out) into w.rdz when with_r), one row per
-// thread; returns the loss value (block-reduced) when want_loss, else 0.
+// From the outputs out [n, dL] (and R(out) in rout when with_r): dL/dout into dz [n, dL] (and
+// R(dL/dout) = (∂²L/∂out²) R(out) into rdz), one row per thread; returns the loss value
+// (block-reduced in red) when want_loss, else 0. Ends with sync().
 template <class T, class Block>
-MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const Pass<T>& w, bool with_r,
-                    bool want_loss) {
+MAML_HD T loss_rows(const Block& blk, const KModel& m, const KSet<T>& set, const T* out, const T* rout, T* dz, T* rdz,
+                    T* red, bool with_r, bool want_loss) {
   const int n = set.n, dL = m.dims[m.L];
-  const int64_t out_off = static_cast<int64_t>(n) * (m.sum_width - dL);
-  const T* out = w.act + out_off;
-  const T* rout = w.rpre + out_off;
   T part = T(0);
   if (n > 0) {
     for (int i = blk.tid(); i < n; i += blk.size()) {
       const T* z = out + static_cast<int64_t>(i) * dL;
-      T* d = w.dz + static_cast<int64_t>(i) * dL;
-      T* rd = w.rdz + static_cast<int64_t>(i) * dL;
+      T* d = dz + static_cast<int64_t>(i) * dL;
+      T* rd = rdz + static_cast<int64_t>(i) * dL;
       const T* r = rout + static_cast<int64_t>(i) * dL;
       if (m.loss == 0) {  // mse: mean over n * dL
         const T scale = T(2) / T(n * dL);
@@ -664,12 +662,20 @@ MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const
   }
   T loss = T(0);
   if (want_loss) {
-    loss = block_sum(blk, w.red, part);
+    loss = block_sum(blk, red, part);
     if (n > 0) loss = m.loss == 1 ? loss / T(n) : loss / T(n * dL);
   } else {
     blk.sync();
   }
   return loss;
+}
+
+// The loss of a pass: its outputs are the last layer's rows of w.act (and R(out) of w.rpre).
+template <class T, class Block>
+MAML_HD T loss_pass(const Block& blk, const KModel& m, const KSet<T>& set, const Pass<T>& w, bool with_r,
+                    bool want_loss) {
+  const int64_t out_off = static_cast<int64_t>(set.n) * (m.sum_width - m.dims[m.L]);
+  return loss_rows(blk, m, set, w.act + out_off, w.rpre + out_off, w.dz, w.rdz, w.red, with_r, want_loss);
 }
 
 // Rows i0..i0+nr−1 (nr ≤ R) of column k of the deltas of layer l−1 (from those of layer l):
@@ -713,13 +719,20 @@ MAML_UNROLL
   }
 }
 
-// Writes parameter p's gradient g (and curvature product hv) where e says.
+// Writes a parameter's gradient g (and curvature product hv) where e says: pl indexes the
+// task's parameter-sized buffers (cur, next, vacc, vsub), pg the model's (rates, g_out). The two
+// are the same index except in the cluster kernel (task_cluster.hpp), whose buffers hold a
+// block's slice of the parameters.
+template <class T>
+MAML_HD inline void emit_param(const Emit<T>& e, int pl, int pg, T g, T hv, bool with_r) {
+  if (e.g_out) e.g_out[pg] = g;
+  if (e.next) e.next[pl] = pg >= e.begin ? e.cur[pl] - e.rate[pg * e.param_stride] * g : e.cur[pl];
+  if (e.vacc) e.vacc[pl] += e.scale * g;
+  if (with_r) e.vsub[pl] -= hv;
+}
 template <class T>
 MAML_HD inline void emit_param(const Emit<T>& e, int p, T g, T hv, bool with_r) {
-  if (e.g_out) e.g_out[p] = g;
-  if (e.next) e.next[p] = p >= e.begin ? e.cur[p] - e.rate[p * e.param_stride] * g : e.cur[p];
-  if (e.vacc) e.vacc[p] += e.scale * g;
-  if (with_r) e.vsub[p] -= hv;
+  emit_param(e, p, p, g, hv, with_r);
 }
 
 // Weight gradients of a wide layer in register tiles: rows j0..j0+TJ−1 and the columns
