@@ -370,10 +370,13 @@ MAML_HD void delta_items_cl(const Block& blk, const Cluster& cl, const KModel& m
 
 // Weight gradients of the block's rows of layer l in 4 x 4 register tiles (rows j, j+1, .., of the
 // slice; columns kt, kt + tk, ..), then its biases; emitted where e says. Sums over the rows in
-// ascending order (R part: per row, R(dz) x then dz R(x)).
-template <class T, class Block>
+// ascending order (R part: per row, R(dz) x then dz R(x)). kG: the pass wants the gradient (else
+// only the curvature products: the R passes); kR: the curvature products; kRX: the layer's
+// input has an R part.
+template <bool kG, bool kR, bool kRX, class T, class Block>
 MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc, int l, int r, const T* in,
-                           const T* rin, const T* dz, const T* rdz, int n, const Emit<T>& e, bool with_r) {
+                           const T* rin, const T* dz, const T* rdz, int n, const Emit<T>& e) {
+  constexpr bool with_r = kR;
   const int din = m.dims[l - 1], dout = m.dims[l];
   const int j0 = row_lo(dout, r, kc.c), nj = row_lo(dout, r + 1, kc.c) - j0;
   const int tj = (nj + 3) / 4, tk = (din + 3) / 4, nw = tj * tk;
@@ -382,7 +385,7 @@ MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc
       const int j = idx - nw;
       T g = T(0), hv = T(0);
       for (int i = 0; i < n; ++i) {
-        g += dz[i * nj + j];
+        if (kG) g += dz[i * nj + j];
         if (with_r) hv += rdz[i * nj + j];
       }
       emit_param(e, kc.lb[l] + j, m.b_off[l] + j0 + j, g, hv, with_r);
@@ -400,7 +403,7 @@ MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc
       for (int b = 0; b < 4; ++b) {
         const int k = kt + b * tk;
         x[b] = k < din ? in[static_cast<int64_t>(i) * din + k] : T(0);
-        rx[b] = rin && k < din ? rin[static_cast<int64_t>(i) * din + k] : T(0);
+        rx[b] = kRX && k < din ? rin[static_cast<int64_t>(i) * din + k] : T(0);
       }
       MAML_UNROLL
       for (int a = 0; a < 4; ++a) {
@@ -411,10 +414,10 @@ MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc
       for (int a = 0; a < 4; ++a)
         MAML_UNROLL
         for (int b = 0; b < 4; ++b) {
-          g[a][b] += d[a] * x[b];
+          if (kG) g[a][b] += d[a] * x[b];
           if (with_r) {
             hv[a][b] += rd[a] * x[b];
-            if (rin) hv[a][b] += d[a] * rx[b];
+            if (kRX) hv[a][b] += d[a] * rx[b];
           }
         }
     }
@@ -483,7 +486,11 @@ MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel&
         dz2[q] = da * k_d1(m.act, a);
       }
     }
-    grad_items_cl(blk, m, kc, l, r, in, rin, dz, rdz, n, e, with_r);
+    if (!with_r) grad_items_cl<true, false, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else if (e.wants_g() && rin) grad_items_cl<true, true, true>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else if (e.wants_g()) grad_items_cl<true, true, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else if (rin) grad_items_cl<false, true, true>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else grad_items_cl<false, true, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
     // the next phase A stores into the peers' recv, which they may still be reading
     if (l > 2) cl.sync();
     else blk.sync();
