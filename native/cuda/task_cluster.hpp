@@ -21,6 +21,11 @@
 //     (the backward's deltas read u of a layer before its own v is updated, a phase later);
 //   - θ_1 .. θ_{S−1} (and g_s, for rate gradients) go to the task's global scratch in the inner
 //     loop and come back one at a time in the reverse loop; θ_S and v never leave the chip;
+//   - the second-order algorithms also keep, per inner step, each block's copy of the support
+//     set's activations and its own columns of the deltas' products (dz_l W_l summed, before f')
+//     in the global scratch: the R pass at θ_s (v −= H_s u) takes them from there and computes
+//     only its R products (the same values the inner loop computed at θ_s: the results are the
+//     bits of recomputing them; a third fewer FMAs in the forward and delta phases of R passes);
 //   - the loss, whose inputs every block holds after the forward, is computed by every block
 //     (the same values in the same order); only rank 0 writes the task's loss.
 //
@@ -91,7 +96,9 @@ MAML_HD inline int64_t up4(int64_t x) { return (x + 3) / 4 * 4; }
 //   red [nthreads], cred [4]  block reduction, and the block's part of a cluster reduction
 // A slice's layer l: W rows [own][ld[l]] at lw[l] (ld odd: consecutive rows start in different
 // shared-memory banks), then b [own] at lb[l]. Global scratch per task (floats, model indexing):
-// θ_s at g_thetas + s P (s = 1 .. S−1), g_s at g_grads + s P (rate gradients only).
+// θ_s at g_thetas + s P (s = 1 .. S−1), g_s at g_grads + s P (rate gradients only); second order:
+// block r's activations of inner step s at g_acts + (r S + s) n_max Σ d_l (as act), and its own
+// columns of the delta products at g_das + (r S + s) n_max Σ own (as rpre).
 struct KCluster {
   int c = 1;
   int n_max = 0, rp = 4;  // the largest set's rows; that, rounded up to a multiple of 4
@@ -99,7 +106,8 @@ struct KCluster {
   int ld[kMaxLayers + 1] = {}, lw[kMaxLayers + 1] = {}, lb[kMaxLayers + 1] = {}, ro[kMaxLayers + 1] = {};
   int64_t thA = 0, thB = 0, act = 0, ract = 0, rout = 0, rpre = 0, dz = 0, rdz = 0, dz2 = 0, rdz2 = 0;
   int64_t recv = 0, rrecv = 0, loc = 0, red = 0, cred = 0, total = 0;
-  int64_t g_thetas = 0, g_grads = 0, g_total = 0;
+  int64_t g_thetas = 0, g_grads = 0, g_acts = 0, g_das = 0, g_total = 0;
+  int64_t g_act_stride = 0, g_da_stride = 0;  // per (block, step)
 };
 
 MAML_HD inline KCluster plan_cluster(const KModel& m, const KConfig& cfg, int n_max, int nthreads, int c) {
@@ -144,10 +152,16 @@ MAML_HD inline KCluster plan_cluster(const KModel& m, const KConfig& cfg, int n_
   k.red = s;  s += up4(nthreads);
   k.cred = s; s += 4;
   k.total = s;
-  const int64_t P = m.P;
+  const int64_t P = m.P, S = cfg.steps;
   k.g_thetas = 0;
-  k.g_grads = cfg.steps * P;
-  k.g_total = (cfg.want_rate_grad ? 2 : 1) * cfg.steps * P;
+  k.g_grads = S * P;
+  k.g_acts = (cfg.want_rate_grad ? 2 : 1) * S * P;
+  if (cfg.second_order()) {
+    k.g_act_stride = n * m.sum_width;
+    k.g_da_stride = n * ro;
+  }
+  k.g_das = k.g_acts + c * S * k.g_act_stride;
+  k.g_total = k.g_das + c * S * k.g_da_stride;
   return k;
 }
 
@@ -197,9 +211,11 @@ MAML_HD inline T u_val(const UArg<T>& u, T us, int pl, int pg) {
   else return pg >= u.begin ? u.rate[pg * u.ps] * u.v[pl] : T(0);
 }
 
-// Own columns j of layer l, rows 4 ch .. 4 ch + 3 (those < n): z from the bias over k ascending
-// (R part: per k, x uW then R(x) W), then a = f(z), R(a), into every block's act / ract (the
-// last layer: z into act, R(z) into rout), R(z) into the own rows' rpre. xT, rxT: [din][rp].
+// Own columns j of layer l, rows 4 ch .. 4 ch + 3 (those < n). Plain passes (kU = 0): z from the
+// bias over k ascending, a = f(z) into every block's act (the last layer: z). R passes: only R(z)
+// (from ub, per k: x uW then R(x) W), with a already in act (kept from the inner loop), R(a) =
+// f'(a) R(z) into every block's ract (the last layer: R(z) into rout), R(z) into the own rows'
+// rpre. xT, rxT: [din][rp].
 template <int kU, bool kRX, class T, class Block, class Cluster>
 MAML_HD void forward_items_cl(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, int l,
                               const T* th, const UArg<T>& u, T us, const T* xT, const T* rxT, int n, T* act_l,
@@ -228,9 +244,10 @@ MAML_HD void forward_items_cl(const Block& blk, const Cluster& cl, const KModel&
       const T wk = w[k];
       T x4[4];
       k_ld4(xc + k * rp, x4);
-      MAML_UNROLL
-      for (int q = 0; q < 4; ++q) z[q] += x4[q] * wk;
-      if constexpr (kU > 0) {
+      if constexpr (kU == 0) {
+        MAML_UNROLL
+        for (int q = 0; q < 4; ++q) z[q] += x4[q] * wk;
+      } else {
         const T uk = u_val<kU>(u, us, pw + k, gw + k);
         MAML_UNROLL
         for (int q = 0; q < 4; ++q) rz[q] += x4[q] * uk;
@@ -245,34 +262,37 @@ MAML_HD void forward_items_cl(const Block& blk, const Cluster& cl, const KModel&
     const int nr = n - 4 * ch < 4 ? n - 4 * ch : 4;
     for (int q = 0; q < nr; ++q) {
       const int64_t i = 4 * ch + q, at = i * dout + jg;
-      if (last) {
-        for (int p = 0; p < c; ++p) {
-          cl.peer(act_l, p)[at] = z[q];
-          if constexpr (kU > 0) cl.peer(ract_l, p)[at] = rz[q];  // ract_l: rout for the last layer
-        }
+      if constexpr (kU == 0) {
+        const T a = last ? z[q] : k_act(m.act, z[q]);
+        for (int p = 0; p < c; ++p) cl.peer(act_l, p)[at] = a;
+      } else if (last) {
+        for (int p = 0; p < c; ++p) cl.peer(ract_l, p)[at] = rz[q];  // ract_l: rout for the last layer
       } else {
-        const T a = k_act(m.act, z[q]);
-        const T ra = k_d1(m.act, a) * rz[q];
-        for (int p = 0; p < c; ++p) {
-          cl.peer(act_l, p)[at] = a;
-          if constexpr (kU > 0) cl.peer(ract_l, p)[at] = ra;
-        }
-        if constexpr (kU > 0) rpre_l[i * nj + j] = rz[q];
+        const T ra = k_d1(m.act, act_l[at]) * rz[q];
+        for (int p = 0; p < c; ++p) cl.peer(ract_l, p)[at] = ra;
+        rpre_l[i * nj + j] = rz[q];
       }
     }
   }
 }
 
-// Forward pass at th (the block's slice) on set, and the R-forward along u: every block ends with
-// all the activations of every layer (and R(out) in rout). Starts with a cluster sync (the pass
-// overwrites what peers read in the last one) and ends with one.
+// Forward pass at th (the block's slice) on set, or the R-forward along u: every block ends with
+// all the activations of every layer (and R(out) in rout). kept: the block's copy of this set's
+// activations at th in global memory: written by a plain pass (the inner loop's, second order),
+// read by an R pass (which needs it). Starts with a cluster sync (the pass overwrites what peers
+// read in the last one) and ends with one.
 template <class T, class Block, class Cluster>
 MAML_HD void forward_cluster(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, const T* th,
-                             const UArg<T>& u, const KSet<T>& set, T* sm) {
+                             const UArg<T>& u, const KSet<T>& set, T* sm, T* kept) {
   const int n = set.n, rp = kc.rp;
+  const int64_t nact = static_cast<int64_t>(n) * m.sum_width;
   T* act = sm + kc.act;
   T* ract = sm + kc.ract;
   cl.sync();
+  if (u.v) {
+    for (int64_t q = blk.tid(); q < nact; q += blk.size()) act[q] = kept[q];
+    blk.sync();
+  }
   int64_t off = 0, prev_off = 0;
   for (int l = 1; l <= m.L; ++l) {
     const int din = m.dims[l - 1];
@@ -300,6 +320,8 @@ MAML_HD void forward_cluster(const Block& blk, const Cluster& cl, const KModel& 
     prev_off = off;
     off += static_cast<int64_t>(n) * m.dims[l];
   }
+  if (!u.v && kept)
+    for (int64_t q = blk.tid(); q < nact; q += blk.size()) kept[q] = act[q];
 }
 
 // The loss from the full outputs (every block, the same values), then the block's own columns of
@@ -325,8 +347,9 @@ MAML_HD T loss_cluster(const Block& blk, const Cluster& cl, const KModel& m, con
 }
 
 // Partial deltas of layer l − 1 over the block's own rows of layer l, columns k, rows 4 ch ..:
-//   pd = dz_l W_l (own rows)   prd = R(dz_l) W_l + dz_l uW_l (per j: two FMAs)
-// stored into the owner of column k (recv[rank][row][k − its first column]).
+//   plain passes: pd = dz_l W_l (own rows);  R passes: prd = R(dz_l) W_l + dz_l uW_l (per j: two
+//   FMAs; pd is kept from the inner loop)
+// stored into the owner of column k (recv or rrecv [rank][row][k − its first column]).
 template <int kU, class T, class Block, class Cluster>
 MAML_HD void delta_items_cl(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, int l,
                             const T* th, const UArg<T>& u, T us, const T* dzT, const T* rdzT, int n, T* recv,
@@ -343,9 +366,10 @@ MAML_HD void delta_items_cl(const Block& blk, const Cluster& cl, const KModel& m
       const T wk = W[j * ld + k];
       T d4[4];
       k_ld4(dzT + j * rp + 4 * ch, d4);
-      MAML_UNROLL
-      for (int q = 0; q < 4; ++q) d[q] += d4[q] * wk;
-      if constexpr (kU > 0) {
+      if constexpr (kU == 0) {
+        MAML_UNROLL
+        for (int q = 0; q < 4; ++q) d[q] += d4[q] * wk;
+      } else {
         const T uk = u_val<kU>(u, us, kc.lw[l] + j * ld + k, m.w_off[l] + (j0 + j) * din + k);
         T rd4[4];
         k_ld4(rdzT + j * rp + 4 * ch, rd4);
@@ -362,8 +386,8 @@ MAML_HD void delta_items_cl(const Block& blk, const Cluster& cl, const KModel& m
     T* rdst = cl.peer(rrecv, owner) + at;
     const int nr = n - 4 * ch < 4 ? n - 4 * ch : 4;
     for (int q = 0; q < nr; ++q) {
-      dst[static_cast<int64_t>(q) * kc.njmax] = d[q];
-      if constexpr (kU > 0) rdst[static_cast<int64_t>(q) * kc.njmax] = rd[q];
+      if constexpr (kU == 0) dst[static_cast<int64_t>(q) * kc.njmax] = d[q];
+      else rdst[static_cast<int64_t>(q) * kc.njmax] = rd[q];
     }
   }
 }
@@ -432,12 +456,14 @@ MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc
   }
 }
 
-// Backward (and R-backward along u) from the own columns of dL/dout in dz (rdz), layer by layer:
+// Backward (or R-backward along u) from the own columns of dL/dout in dz (rdz), layer by layer:
 // phase A, the partial deltas of the layer below into their owners (then a cluster sync); phase B,
 // the block's own deltas of the layer below (the c partials in rank order) and its gradients.
+// kept: the block's own columns of the summed delta products (before f') in global memory, as
+// rpre: written by a plain pass that has it (the inner loop's, second order), read by an R pass.
 template <class T, class Block, class Cluster>
 MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, const T* th,
-                              const UArg<T>& u, const KSet<T>& set, T* sm, const Emit<T>& e) {
+                              const UArg<T>& u, const KSet<T>& set, T* sm, const Emit<T>& e, T* kept) {
   const int n = set.n, r = cl.rank(), c = kc.c, rp = kc.rp;
   const bool with_r = e.vsub != nullptr;
   T* dz = sm + kc.dz;
@@ -473,14 +499,17 @@ MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel&
       // the block's columns of dz_{l−1} = (Σ partials) ⊙ f'(a_{l−1}), and R(dz_{l−1})
       const int k0 = row_lo(din, r, c), nj1 = row_lo(din, r + 1, c) - k0;
       const T* rpre = sm + kc.rpre + static_cast<int64_t>(n) * kc.ro[l - 1];
+      T* kept_l = kept ? kept + static_cast<int64_t>(n) * kc.ro[l - 1] : nullptr;
       for (int q = blk.tid(); q < n * nj1; q += blk.size()) {
         const int i = q / nj1, kk = q - i * nj1;
         T da = T(0), rda = T(0);
         for (int b = 0; b < c; ++b) {
           const int64_t at = (static_cast<int64_t>(b) * kc.n_max + i) * kc.njmax + kk;
-          da += recv[at];
           if (with_r) rda += rrecv[at];
+          else da += recv[at];
         }
+        if (with_r) da = kept_l[q];
+        else if (kept_l) kept_l[q] = da;
         const T a = in[static_cast<int64_t>(i) * din + k0 + kk];
         if (with_r) rdz2[q] = rda * k_d1(m.act, a) + da * k_d2(m.act, a) * rpre[q];
         dz2[q] = da * k_d1(m.act, a);
@@ -500,12 +529,15 @@ MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel&
   }
 }
 
+// One pass. kept_act, kept_da: where a plain pass keeps (an R pass finds) the block's activations
+// and delta products of the set at th (forward_cluster, backward_cluster), or nullptr.
 template <class T, class Block, class Cluster>
 MAML_HD T grad_pass_cluster(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, const T* th,
-                            const UArg<T>& u, const KSet<T>& set, T* sm, const Emit<T>& e, bool want_loss) {
-  forward_cluster(blk, cl, m, kc, th, u, set, sm);
+                            const UArg<T>& u, const KSet<T>& set, T* sm, const Emit<T>& e, bool want_loss,
+                            T* kept_act = nullptr, T* kept_da = nullptr) {
+  forward_cluster(blk, cl, m, kc, th, u, set, sm, kept_act);
   const T loss = loss_cluster(blk, cl, m, kc, set, sm, u.v != nullptr, want_loss);
-  if (e.wants_g() || e.vsub) backward_cluster(blk, cl, m, kc, th, u, set, sm, e);
+  if (e.wants_g() || e.vsub) backward_cluster(blk, cl, m, kc, th, u, set, sm, e, kept_da);
   return loss;
 }
 
@@ -532,7 +564,9 @@ MAML_HD void task_meta_step_cluster(const Block& blk, const Cluster& cl, const K
     e.rate = a.rates + s * rs;
     e.param_stride = ps;
     e.begin = begin;
-    grad_pass_cluster(blk, cl, m, kc, thA, UArg<T>(), sup, sm, e, false);
+    T* kept_act = c.second_order() ? gw + kc.g_acts + (r * S + s) * kc.g_act_stride : nullptr;
+    T* kept_da = c.second_order() ? gw + kc.g_das + (r * S + s) * kc.g_da_stride : nullptr;
+    grad_pass_cluster(blk, cl, m, kc, thA, UArg<T>(), sup, sm, e, false, kept_act, kept_da);
     if (s + 1 < S) {
       T* dst = gw + kc.g_thetas + (s + 1) * P;
       for_slice(blk, m, kc, r, [&](int pl, int pg) { dst[pg] = thB[pl]; });
@@ -602,7 +636,8 @@ MAML_HD void task_meta_step_cluster(const Block& blk, const Cluster& cl, const K
       u.begin = begin;
       Emit<T> eh;
       eh.vsub = v;
-      grad_pass_cluster(blk, cl, m, kc, thA, u, sup, sm, eh, false);
+      grad_pass_cluster(blk, cl, m, kc, thA, u, sup, sm, eh, false, gw + kc.g_acts + (r * S + s) * kc.g_act_stride,
+                        gw + kc.g_das + (r * S + s) * kc.g_da_stride);
     }
     if (a.weights[s] != T(0)) {
       eq.scale = a.weights[s];
