@@ -48,6 +48,7 @@
 namespace maml::cuda {
 
 constexpr int kMaxCluster = 8;  // the portable cluster size limit
+constexpr int kSplitItems = 256;  // see k_splits
 
 #if defined(__CUDACC__)
 struct DeviceCluster {
@@ -91,7 +92,8 @@ MAML_HD inline int64_t up4(int64_t x) { return (x + 3) / 4 * 4; }
 //                       the forward's transposed inputs xT, rxT [din][rp] reuse this space (no
 //                       block writes a peer's recv during a forward: both sides are between the
 //                       same two cluster syncs)
-//   loc                 the backward's transposed own deltas dzT, rdzT [njmax][rp], and the
+//   loc                 the forward's partial sums of split layers [kSplitItems][4], the
+//                       backward's transposed own deltas dzT, rdzT [njmax][rp], and the
 //                       loss's full-width deltas [n_max dL] (x2)
 //   red [nthreads], cred [4]  block reduction, and the block's part of a cluster reduction
 // A slice's layer l: W rows [own][ld[l]] at lw[l] (ld odd: consecutive rows start in different
@@ -148,7 +150,9 @@ MAML_HD inline KCluster plan_cluster(const KModel& m, const KConfig& cfg, int n_
   k.recv = s;
   k.rrecv = s + recv;
   s += 2 * recv > 2 * xt ? 2 * recv : 2 * xt;
-  k.loc = s;  s += 2 * (dzt > lossd ? dzt : lossd);
+  int64_t loc = 2 * (dzt > lossd ? dzt : lossd);
+  loc = loc > 4 * kSplitItems ? loc : 4 * kSplitItems;  // forward_items_cl's partial sums
+  k.loc = s;  s += loc;
   k.red = s;  s += up4(nthreads);
   k.cred = s; s += 4;
   k.total = s;
@@ -211,67 +215,99 @@ MAML_HD inline T u_val(const UArg<T>& u, T us, int pl, int pg) {
   else return pg >= u.begin ? u.rate[pg * u.ps] * u.v[pl] : T(0);
 }
 
+// A layer whose block owns too few outputs to occupy its threads (the 1-output layer of a
+// regression net: one block, 3 row chunks) splits its inputs into ks ranges of at least 16, so
+// that about kSplitItems items run at once; the partial sums then add up in range order. ks
+// depends on the shapes only (never on the block size: the same bits for any block size).
+MAML_HD inline int k_splits(int items, int din) {
+  if (items <= 0) return 1;
+  const int want = kSplitItems / items, most = din / 16;
+  const int ks = want < most ? want : most;
+  return ks > 1 ? ks : 1;
+}
+
 // Own columns j of layer l, rows 4 ch .. 4 ch + 3 (those < n). Plain passes (kU = 0): z from the
 // bias over k ascending, a = f(z) into every block's act (the last layer: z). R passes: only R(z)
 // (from ub, per k: x uW then R(x) W), with a already in act (kept from the inner loop), R(a) =
 // f'(a) R(z) into every block's ract (the last layer: R(z) into rout), R(z) into the own rows'
-// rpre. xT, rxT: [din][rp].
+// rpre. xT, rxT: [din][rp]; part: kc.loc's scratch for split layers' partial sums.
 template <int kU, bool kRX, class T, class Block, class Cluster>
 MAML_HD void forward_items_cl(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, int l,
                               const T* th, const UArg<T>& u, T us, const T* xT, const T* rxT, int n, T* act_l,
-                              T* ract_l, T* rpre_l) {
+                              T* ract_l, T* rpre_l, T* part) {
   const int din = m.dims[l - 1], dout = m.dims[l], r = cl.rank(), c = kc.c, rp = kc.rp;
   const int j0 = row_lo(dout, r, c), nj = row_lo(dout, r + 1, c) - j0;
-  const int nch = (n + 3) / 4, ld = kc.ld[l];
+  const int nch = (n + 3) / 4, ld = kc.ld[l], items = nj * nch;
+  const int ks = k_splits(items, din), span = (din + ks - 1) / ks;
   const bool last = l == m.L;
-  for (int idx = blk.tid(); idx < nj * nch; idx += blk.size()) {
-    const int ch = idx / nj, j = idx - ch * nj, jg = j0 + j;
-    const T* w = th + kc.lw[l] + j * ld;
-    T z[4], rz[4];
-    const T b = th[kc.lb[l] + j];
-    T ub = T(0);
-    if constexpr (kU > 0) ub = u_val<kU>(u, us, kc.lb[l] + j, m.b_off[l] + jg);
-    MAML_UNROLL
-    for (int q = 0; q < 4; ++q) {
-      z[q] = b;
-      rz[q] = ub;
+  // the outputs of item it (column j, row chunk ch) from its sums acc (z, or R(z))
+  auto finish = [&](int it, const T* acc) {
+    const int ch = it / nj, j = it - ch * nj, jg = j0 + j;
+    const int nr = n - 4 * ch < 4 ? n - 4 * ch : 4;
+    for (int q = 0; q < nr; ++q) {
+      const int64_t i = 4 * ch + q, at = i * dout + jg;
+      if constexpr (kU == 0) {
+        const T a = last ? acc[q] : k_act(m.act, acc[q]);
+        for (int p = 0; p < c; ++p) cl.peer(act_l, p)[at] = a;
+      } else if (last) {
+        for (int p = 0; p < c; ++p) cl.peer(ract_l, p)[at] = acc[q];  // ract_l: rout for the last layer
+      } else {
+        const T ra = k_d1(m.act, act_l[at]) * acc[q];
+        for (int p = 0; p < c; ++p) cl.peer(ract_l, p)[at] = ra;
+        rpre_l[i * nj + j] = acc[q];
+      }
     }
+  };
+  for (int idx = blk.tid(); idx < items * ks; idx += blk.size()) {
+    const int sp = idx / items, it = idx - sp * items, ch = it / nj, j = it - ch * nj, jg = j0 + j;
+    const int k0 = sp * span, k1 = k0 + span < din ? k0 + span : din;
+    const T* w = th + kc.lw[l] + j * ld;
+    T acc[4];
+    T init = T(0);
+    if (sp == 0) {
+      if constexpr (kU == 0) init = th[kc.lb[l] + j];
+      else init = u_val<kU>(u, us, kc.lb[l] + j, m.b_off[l] + jg);
+    }
+    MAML_UNROLL
+    for (int q = 0; q < 4; ++q) acc[q] = init;
     const T* xc = xT + 4 * ch;
     const T* rxc = rxT + 4 * ch;
     const int pw = kc.lw[l] + j * ld, gw = m.w_off[l] + jg * din;
     MAML_UNROLL4
-    for (int k = 0; k < din; ++k) {
+    for (int k = k0; k < k1; ++k) {
       const T wk = w[k];
       T x4[4];
       k_ld4(xc + k * rp, x4);
       if constexpr (kU == 0) {
         MAML_UNROLL
-        for (int q = 0; q < 4; ++q) z[q] += x4[q] * wk;
+        for (int q = 0; q < 4; ++q) acc[q] += x4[q] * wk;
       } else {
         const T uk = u_val<kU>(u, us, pw + k, gw + k);
         MAML_UNROLL
-        for (int q = 0; q < 4; ++q) rz[q] += x4[q] * uk;
+        for (int q = 0; q < 4; ++q) acc[q] += x4[q] * uk;
         if constexpr (kRX) {
           T rx4[4];
           k_ld4(rxc + k * rp, rx4);
           MAML_UNROLL
-          for (int q = 0; q < 4; ++q) rz[q] += rx4[q] * wk;
+          for (int q = 0; q < 4; ++q) acc[q] += rx4[q] * wk;
         }
       }
     }
-    const int nr = n - 4 * ch < 4 ? n - 4 * ch : 4;
-    for (int q = 0; q < nr; ++q) {
-      const int64_t i = 4 * ch + q, at = i * dout + jg;
-      if constexpr (kU == 0) {
-        const T a = last ? z[q] : k_act(m.act, z[q]);
-        for (int p = 0; p < c; ++p) cl.peer(act_l, p)[at] = a;
-      } else if (last) {
-        for (int p = 0; p < c; ++p) cl.peer(ract_l, p)[at] = rz[q];  // ract_l: rout for the last layer
-      } else {
-        const T ra = k_d1(m.act, act_l[at]) * rz[q];
-        for (int p = 0; p < c; ++p) cl.peer(ract_l, p)[at] = ra;
-        rpre_l[i * nj + j] = rz[q];
-      }
+    if (ks == 1) {
+      finish(it, acc);
+    } else {
+      MAML_UNROLL
+      for (int q = 0; q < 4; ++q) part[static_cast<int64_t>(idx) * 4 + q] = acc[q];
+    }
+  }
+  if (ks > 1) {
+    blk.sync();
+    for (int it = blk.tid(); it < items; it += blk.size()) {
+      T acc[4] = {T(0), T(0), T(0), T(0)};
+      for (int sp = 0; sp < ks; ++sp)
+        MAML_UNROLL
+        for (int q = 0; q < 4; ++q) acc[q] += part[(static_cast<int64_t>(sp) * items + it) * 4 + q];
+      finish(it, acc);
     }
   }
 }
@@ -311,11 +347,11 @@ MAML_HD void forward_cluster(const Block& blk, const Cluster& cl, const KModel& 
     T* act_l = act + off;
     T* ract_l = l == m.L ? sm + kc.rout : ract + off;
     T* rpre_l = sm + kc.rpre + static_cast<int64_t>(n) * kc.ro[l];
-    if (mode == 0) forward_items_cl<0, false>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l);
-    else if (mode == 1 && rin) forward_items_cl<1, true>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l);
-    else if (mode == 1) forward_items_cl<1, false>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l);
-    else if (rin) forward_items_cl<2, true>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l);
-    else forward_items_cl<2, false>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l);
+    if (mode == 0) forward_items_cl<0, false>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l, sm + kc.loc);
+    else if (mode == 1 && rin) forward_items_cl<1, true>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l, sm + kc.loc);
+    else if (mode == 1) forward_items_cl<1, false>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l, sm + kc.loc);
+    else if (rin) forward_items_cl<2, true>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l, sm + kc.loc);
+    else forward_items_cl<2, false>(blk, cl, m, kc, l, th, u, us, xT, rxT, n, act_l, ract_l, rpre_l, sm + kc.loc);
     cl.sync();
     prev_off = off;
     off += static_cast<int64_t>(n) * m.dims[l];

@@ -111,7 +111,7 @@ Result run(const Setup& su, int threads) {
 int main() {
   const Setup setups[] = {
       {{3, 20, 17, 2}, 1, 0, cuda::kMAML, 0, 3},
-      {{3, 20, 17, 2}, 0, 0, cuda::kMAML, 1, 4},
+      {{3, 40, 33, 1}, 0, 0, cuda::kMAML, 1, 4},  // the last layer split in two input ranges
       {{4, 9, 11, 5}, 1, 1, cuda::kMetaSGD, 2, 3},
       {{2, 13, 1}, 0, 2, cuda::kANIL, 0, 2},
       {{3, 8, 8, 2}, 1, 0, cuda::kFOMAML, 0, 5},
