@@ -40,7 +40,9 @@ __global__ void __launch_bounds__(kTaskThreadsMax, kTaskBlocksPerSM) meta_tasks_
 // One block per multiprocessor (each holds up to 227 KB), so up to 255 registers per thread.
 // Compiled for Hopper and later only (before, there are no clusters: cluster_capacity says 0
 // and the kernel is never launched; its empty body saves the sm_80 build ~10 s).
-__global__ void __launch_bounds__(kTaskThreadsMax, 1) meta_cluster_kernel(KModel m, KConfig c, KArgs<float> a, KCluster kc, float* scratch, int task0) {
+__global__ void __launch_bounds__(kTaskThreadsMax, 1) meta_cluster_kernel(const __grid_constant__ KModel m, const __grid_constant__ KConfig c,
+                                                                          const __grid_constant__ KArgs<float> a, const __grid_constant__ KCluster kc,
+                                                                          float* scratch, int task0) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   extern __shared__ __align__(16) float smem[];
   const int q = static_cast<int>(blockIdx.x) / kc.c;

@@ -198,7 +198,7 @@ struct UArg {
 // How layer l reads u: 0 no R pass; 1 one scale for the whole layer (us, scalar rates: 0 where
 // the mask covers the layer); 2 per parameter (learned per-parameter rates, or a mask inside it).
 template <class T>
-MAML_HD inline int u_mode(const UArg<T>& u, const KModel& m, int l, T* us) {
+MAML_HD inline int u_mode(const UArg<T> u, const KModel& m, int l, T* us) {
   *us = T(0);
   if (!u.v) return 0;
   const int lo = m.w_off[l] < m.b_off[l] ? m.w_off[l] : m.b_off[l];
@@ -210,7 +210,7 @@ MAML_HD inline int u_mode(const UArg<T>& u, const KModel& m, int l, T* us) {
 }
 
 template <int kU, class T>
-MAML_HD inline T u_val(const UArg<T>& u, T us, int pl, int pg) {
+MAML_HD inline T u_val(const UArg<T> u, T us, int pl, int pg) {
   if constexpr (kU == 1) return us * u.v[pl];
   else return pg >= u.begin ? u.rate[pg * u.ps] * u.v[pl] : T(0);
 }
@@ -233,7 +233,7 @@ MAML_HD inline int k_splits(int items, int din) {
 // rpre. xT, rxT: [din][rp]; part: kc.loc's scratch for split layers' partial sums.
 template <int kU, bool kRX, class T, class Block, class Cluster>
 MAML_HD void forward_items_cl(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, int l,
-                              const T* th, const UArg<T>& u, T us, const T* xT, const T* rxT, int n, T* act_l,
+                              const T* th, const UArg<T> u, T us, const T* xT, const T* rxT, int n, T* act_l,
                               T* ract_l, T* rpre_l, T* part) {
   const int din = m.dims[l - 1], dout = m.dims[l], r = cl.rank(), c = kc.c, rp = kc.rp;
   const int j0 = row_lo(dout, r, c), nj = row_lo(dout, r + 1, c) - j0;
@@ -244,7 +244,9 @@ MAML_HD void forward_items_cl(const Block& blk, const Cluster& cl, const KModel&
   auto finish = [&](int it, const T* acc) {
     const int ch = it / nj, j = it - ch * nj, jg = j0 + j;
     const int nr = n - 4 * ch < 4 ? n - 4 * ch : 4;
-    for (int q = 0; q < nr; ++q) {
+    MAML_UNROLL  // constant indices into acc: registers, not local memory
+    for (int q = 0; q < 4; ++q) {
+      if (q >= nr) break;
       const int64_t i = 4 * ch + q, at = i * dout + jg;
       if constexpr (kU == 0) {
         const T a = last ? acc[q] : k_act(m.act, acc[q]);
@@ -319,7 +321,7 @@ MAML_HD void forward_items_cl(const Block& blk, const Cluster& cl, const KModel&
 // read in the last one) and ends with one.
 template <class T, class Block, class Cluster>
 MAML_HD void forward_cluster(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, const T* th,
-                             const UArg<T>& u, const KSet<T>& set, T* sm, T* kept) {
+                             const UArg<T> u, const KSet<T>& set, T* sm, T* kept) {
   const int n = set.n, rp = kc.rp;
   const int64_t nact = static_cast<int64_t>(n) * m.sum_width;
   T* act = sm + kc.act;
@@ -388,7 +390,7 @@ MAML_HD T loss_cluster(const Block& blk, const Cluster& cl, const KModel& m, con
 // stored into the owner of column k (recv or rrecv [rank][row][k − its first column]).
 template <int kU, class T, class Block, class Cluster>
 MAML_HD void delta_items_cl(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, int l,
-                            const T* th, const UArg<T>& u, T us, const T* dzT, const T* rdzT, int n, T* recv,
+                            const T* th, const UArg<T> u, T us, const T* dzT, const T* rdzT, int n, T* recv,
                             T* rrecv) {
   const int din = m.dims[l - 1], dout = m.dims[l], r = cl.rank(), c = kc.c, rp = kc.rp;
   const int j0 = row_lo(dout, r, c), nj = row_lo(dout, r + 1, c) - j0;
@@ -421,7 +423,9 @@ MAML_HD void delta_items_cl(const Block& blk, const Cluster& cl, const KModel& m
     T* dst = cl.peer(recv, owner) + at;
     T* rdst = cl.peer(rrecv, owner) + at;
     const int nr = n - 4 * ch < 4 ? n - 4 * ch : 4;
-    for (int q = 0; q < nr; ++q) {
+    MAML_UNROLL
+    for (int q = 0; q < 4; ++q) {
+      if (q >= nr) break;
       if constexpr (kU == 0) dst[static_cast<int64_t>(q) * kc.njmax] = d[q];
       else rdst[static_cast<int64_t>(q) * kc.njmax] = rd[q];
     }
@@ -435,7 +439,7 @@ MAML_HD void delta_items_cl(const Block& blk, const Cluster& cl, const KModel& m
 // input has an R part.
 template <bool kG, bool kR, bool kRX, class T, class Block>
 MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc, int l, int r, const T* in,
-                           const T* rin, const T* dz, const T* rdz, int n, const Emit<T>& e) {
+                           const T* rin, const T* dz, const T* rdz, int n, const Emit<T> e) {
   constexpr bool with_r = kR;
   const int din = m.dims[l - 1], dout = m.dims[l];
   const int j0 = row_lo(dout, r, kc.c), nj = row_lo(dout, r + 1, kc.c) - j0;
@@ -499,7 +503,7 @@ MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc
 // rpre: written by a plain pass that has it (the inner loop's, second order), read by an R pass.
 template <class T, class Block, class Cluster>
 MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, const T* th,
-                              const UArg<T>& u, const KSet<T>& set, T* sm, const Emit<T>& e, T* kept) {
+                              const UArg<T> u, const KSet<T>& set, T* sm, const Emit<T> e, T* kept) {
   const int n = set.n, r = cl.rank(), c = kc.c, rp = kc.rp;
   const bool with_r = e.vsub != nullptr;
   T* dz = sm + kc.dz;
@@ -569,7 +573,7 @@ MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel&
 // and delta products of the set at th (forward_cluster, backward_cluster), or nullptr.
 template <class T, class Block, class Cluster>
 MAML_HD T grad_pass_cluster(const Block& blk, const Cluster& cl, const KModel& m, const KCluster& kc, const T* th,
-                            const UArg<T>& u, const KSet<T>& set, T* sm, const Emit<T>& e, bool want_loss,
+                            const UArg<T> u, const KSet<T>& set, T* sm, const Emit<T> e, bool want_loss,
                             T* kept_act = nullptr, T* kept_da = nullptr) {
   forward_cluster(blk, cl, m, kc, th, u, set, sm, kept_act);
   const T loss = loss_cluster(blk, cl, m, kc, set, sm, u.v != nullptr, want_loss);
