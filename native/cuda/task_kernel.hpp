@@ -797,7 +797,7 @@ MAML_HD void weight_tile(const KModel& m, int l, const T* in, const T* rin, cons
 // variant 3's transposed staging: drs = 1, dcs = its row count).
 template <bool G, bool R, bool RX, class T>
 MAML_HD void weight_tile_fixed(const KModel& m, int l, const T* in, const T* rin, const T* dzs, const T* rdzs, int n,
-                               int j0, int kt, int tk, const Emit<T>& e, int drs, int dcs) {
+                               int j0, int kt, int tk, const Emit<T> e, int drs, int dcs) {
   const int din = m.dims[l - 1], dout = m.dims[l];
   const int nj = dout - j0 < kTileGJ ? dout - j0 : kTileGJ;
   int col[kTileGK], row[kTileGJ];
@@ -898,9 +898,11 @@ MAML_NOINLINE MAML_HD void delta_cols(const KModel& m, int l, const T* th, const
 // (idx / tk, idx mod tk)) in one mode, and the dispatch on the mode: one call site in the
 // backward phase, each mode a function of its own (inlined there, the tiles' registers made
 // ptxas spill in the whole phase). backward_pass's fallback calls it for one tile at a time.
+// The Emit by value: through a reference (the caller's local memory) every store of an emitted
+// parameter made the tile reload its pointers (162 local loads per instance; now none).
 template <bool G, bool R, bool RX, class T>
 MAML_NOINLINE MAML_HD void weight_tiles_mode(int t0, int step, const KModel& m, int l, const T* in, const T* rin,
-                                             const T* dzs, const T* rdzs, int n, int tk, int n_w, const Emit<T>& e,
+                                             const T* dzs, const T* rdzs, int n, int tk, int n_w, const Emit<T> e,
                                              int drs, int dcs) {
   for (int idx = t0; idx < n_w; idx += step) {
     const int jt = idx / tk, kt = idx - jt * tk;
