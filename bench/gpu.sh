@@ -81,6 +81,7 @@ if [ $build_ok = 1 ] && want parity; then
     echo "$parity"
   fi
   # variants 3 and 4 (the cluster kernel: its cases are the ones printed with "cluster memory")
+  timeout 30 "$BIN" clusters
   for v in 4 3; do
     stage "parity with kernel variant $v (MAML_CUDA_KERNEL=$v)"
     t=$(limit 150)

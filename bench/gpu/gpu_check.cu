@@ -16,6 +16,8 @@
 //   MAML_CUDA_KERNEL=3 gpu_check parity    the parity checks with kernel variant 3 (4: the
 //                               cluster kernel, on the cases too large for one block)
 //   gpu_check profile           two meta-steps of each bench case (256 threads), for ncu
+//   gpu_check clusters          kernel variant 4's cluster sizes for the wide net: shared memory
+//                               per block, clusters the device holds at once
 //
 // Build (bench/gpu.sh does it):
 //   nvcc -std=c++17 -O3 -arch=sm_90 -I native bench/gpu/gpu_check.cu native/cuda/meta_kernels.cu \
@@ -32,6 +34,8 @@
 #include "core/batch.hpp"
 #include "core/optim.hpp"
 #include "cuda/cuda_learner.hpp"
+#include "cuda/meta_kernels.hpp"
+#include "cuda/plan.hpp"
 
 using namespace maml;
 
@@ -487,6 +491,20 @@ int bench(const char* out_path) {
   return 0;
 }
 
+// Kernel variant 4's cluster plans for the wide net (S = 5, 10-row sets, 256 threads): shared
+// memory per block, and how many clusters the device holds at once (cudaOccupancyMaxActiveClusters).
+int clusters() {
+  const cuda::KModel m = cuda::make_kmodel(make_spec({1, 256, 256, 1}, 0, 0));
+  cuda::KConfig c;
+  c.steps = 5;
+  for (int size = 2; size <= cuda::kMaxCluster; size *= 2) {
+    const cuda::KCluster k = cuda::plan_cluster(m, c, 10, 256, size);
+    std::printf("wide net, clusters of %d blocks: %.1f KB of shared memory per block, %d clusters at once\n", size,
+                k.total * 4 / 1024.0, cuda::cluster_capacity(k, 256));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -495,11 +513,12 @@ int main(int argc, char** argv) {
     if (mode == "parity") return parity();
     if (mode == "sanitize") return sanitize();
     if (mode == "profile") return profile();
+    if (mode == "clusters") return clusters();
     if (mode == "bench" && argc > 2) return bench(argv[2]);
   } catch (const std::exception& e) {
     std::printf("FAILED: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: gpu_check parity | gpu_check sanitize | gpu_check profile | gpu_check bench OUT.json\n");
+  std::fprintf(stderr, "usage: gpu_check parity | gpu_check sanitize | gpu_check profile | gpu_check clusters | gpu_check bench OUT.json\n");
   return 2;
 }

@@ -30,7 +30,7 @@
 //     (the same values in the same order); only rank 0 writes the task's loss.
 //
 // Cluster interface (a class with rank(), count(), sync() and peer(p, q), the address of the
-// object at p in block q's shared memory): DeviceCluster below on the GPU; on the host,
+// object at p in block q's shared memory): DeviceCluster (meta_kernels.cu) on the GPU; on the host,
 // binding/cuda_host.cc emulates a cluster with one buffer per block and a barrier of all the
 // cluster's threads, so test/cuda-host.test.ts checks this code without a GPU. sync() is a
 // barrier of all the cluster's threads (it also orders their shared-memory writes); every
@@ -41,38 +41,10 @@
 #pragma once
 #include "task_kernel.hpp"
 
-#if defined(__CUDACC__)
-#include <cooperative_groups.h>
-#endif
-
 namespace maml::cuda {
 
 constexpr int kMaxCluster = 8;  // the portable cluster size limit
 constexpr int kSplitItems = 256;  // see k_splits
-
-#if defined(__CUDACC__)
-struct DeviceCluster {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  __device__ int rank() const { return static_cast<int>(cooperative_groups::this_cluster().block_rank()); }
-  __device__ int count() const { return static_cast<int>(cooperative_groups::this_cluster().num_blocks()); }
-  __device__ void sync() const { cooperative_groups::this_cluster().sync(); }
-  template <class T>
-  __device__ T* peer(T* p, int q) const {
-    return cooperative_groups::this_cluster().map_shared_rank(p, q);
-  }
-#else
-  // Host compilation, and device code before Hopper (no clusters: meta_kernels.cu compiles the
-  // cluster kernel's body only for sm_90 and later): never called.
-  MAML_HD int rank() const { return 0; }
-  MAML_HD int count() const { return 1; }
-  MAML_HD void sync() const {}
-  template <class T>
-  MAML_HD T* peer(T* p, int) const {
-    return p;
-  }
-#endif
-};
-#endif
 
 // Rows [row_lo(d, r, c), row_lo(d, r + 1, c)) of a layer with d outputs belong to block r of c.
 MAML_HD inline int row_lo(int d, int r, int c) { return static_cast<int>(static_cast<int64_t>(d) * r / c); }
