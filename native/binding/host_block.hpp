@@ -64,7 +64,6 @@ struct HostCluster {
   HostBarrier* bar;
   T* const* bases;
   int rank() const { return r; }
-  int count() const { return c; }
   void sync() const { bar->wait(); }
   T* peer(T* p, int q) const { return bases[q] + (p - bases[r]); }
 };

@@ -19,13 +19,12 @@
 namespace maml::cuda {
 namespace {
 
-// The cluster of the calling block, for task_cluster.hpp (rank, count, a barrier of all its
+// The cluster of the calling block, for task_cluster.hpp (its rank, a barrier of all its
 // threads, a peer block's shared memory). Only here: <cooperative_groups.h> declares a namespace
 // ::cuda that makes `cuda::` ambiguous in files that use namespace maml (gpu_check.cu).
 struct DeviceCluster {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   __device__ int rank() const { return static_cast<int>(cooperative_groups::this_cluster().block_rank()); }
-  __device__ int count() const { return static_cast<int>(cooperative_groups::this_cluster().num_blocks()); }
   __device__ void sync() const { cooperative_groups::this_cluster().sync(); }
   template <class T>
   __device__ T* peer(T* p, int q) const {
@@ -35,7 +34,6 @@ struct DeviceCluster {
   // Host compilation, and device code before Hopper (no clusters: the cluster kernel's body is
   // compiled for sm_90 and later only): never called.
   MAML_HD int rank() const { return 0; }
-  MAML_HD int count() const { return 1; }
   MAML_HD void sync() const {}
   template <class T>
   MAML_HD T* peer(T* p, int) const {

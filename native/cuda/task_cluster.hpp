@@ -29,9 +29,9 @@
 //   - the loss, whose inputs every block holds after the forward, is computed by every block
 //     (the same values in the same order); only rank 0 writes the task's loss.
 //
-// Cluster interface (a class with rank(), count(), sync() and peer(p, q), the address of the
+// Cluster interface (a class with rank(), sync() and peer(p, q), the address of the
 // object at p in block q's shared memory): DeviceCluster (meta_kernels.cu) on the GPU; on the host,
-// binding/cuda_host.cc emulates a cluster with one buffer per block and a barrier of all the
+// binding/host_block.hpp emulates a cluster with one buffer per block and a barrier of all the
 // cluster's threads, so test/cuda-host.test.ts checks this code without a GPU. sync() is a
 // barrier of all the cluster's threads (it also orders their shared-memory writes); every
 // control flow that reaches a sync() depends only on the task and the layer, never on the rank.
