@@ -29,7 +29,8 @@ int block_threads() {
 
 // The meta-step kernel variant: 1, or MAML_CUDA_KERNEL=3 (the wide layers' products with all rows
 // in registers, weight-gradient tiles specialised per pass; an experiment, bench/NOTES.md entry
-// 25). Results within float32 rounding of each other.
+// 25), or MAML_CUDA_KERNEL=4 (networks that do not fit one block: a cluster of blocks per task,
+// task_cluster.hpp; an experiment, entry 26). Results within float32 rounding of each other.
 int kernel_variant() {
   const char* env = std::getenv("MAML_CUDA_KERNEL");
   const int v = env ? std::atoi(env) : 1;

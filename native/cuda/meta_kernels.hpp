@@ -24,7 +24,7 @@ struct TaskLaunch {
   bool shared = true;
   float* scratch = nullptr;  // [chunk, lay.total] when !shared
   int chunk = 0;             // tasks per launch when !shared (0: all at once)
-  int variant = 1;           // meta-step kernel variant: 1, or 3 (an experiment: MAML_CUDA_KERNEL=3)
+  int variant = 1;           // meta-step kernel variant: 1, 3 or 4 (experiments: MAML_CUDA_KERNEL)
   // Variant 4 (MAML_CUDA_KERNEL=4, an experiment): when cluster.c > 1, every task runs on a cluster
   // of cluster.c blocks (task_cluster.hpp) with cluster.total floats of shared memory each and
   // cluster.g_total floats of `scratch` (chunk tasks per launch).
