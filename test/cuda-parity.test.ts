@@ -256,7 +256,6 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
     }
   }
   it('kernel variant 3 (MAML_CUDA_KERNEL=3) matches the reference on wide nets, reproducibly', () => wideVariant('3'));
-  it('kernel variant 4 (MAML_CUDA_KERNEL=4, a cluster of blocks per task) matches the reference on wide nets, reproducibly', () => wideVariant('4'));
 
   it('stepAsync (the step on a worker thread) equals step bit for bit, in call order, with new step weights', async () => {
     const o = { model: SINE, algorithm: 'maml' as const, innerSteps: 2, seed: 9, device: 'cuda' as const };
@@ -320,4 +319,8 @@ describe.skipIf(!device)(`CUDA launches in chunks, asynchronous steps and dispos
     l.dispose();
     expect(codeOf(() => l.params)).toBe('DISPOSED');
   });
+
+  // last in this file: a device fault in this experimental kernel would leave the context unusable
+  // for the tests after it
+  it('kernel variant 4 (MAML_CUDA_KERNEL=4, a cluster of blocks per task) matches the reference on wide nets, reproducibly', () => wideVariant('4'));
 });
