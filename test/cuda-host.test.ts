@@ -20,7 +20,7 @@ import { Rng } from '../src/rng.js';
 import { MODELS, compare, expectClose, modelName, randomArray, randomTargets } from './helpers.js';
 
 type Addon = ReturnType<typeof loadNative> & {
-  metaGradientCudaHost(o: unknown): { loss: number; grad: Real; rateGrad?: Real };
+  metaGradientCudaHost(o: unknown): { loss: number; grad: Real; rateGrad?: Real; clusterSharedBytes?: number };
   adaptBatchCudaHost(o: unknown): Real;
 };
 const addon = loadNative() as Addon;
@@ -373,6 +373,23 @@ describe('the CUDA task kernel, compiled for the host, matches the reference cor
       if (k32.rateGrad) expectClose(many.rateGrad!, k32.rateGrad, 1e-5, `${what}, 3 threads: rate gradient`);
     }
   }, 120_000);
+
+  // The issue's wide case must reach the cluster kernel on an H100/H200 (227 KB of shared memory per
+  // block at most): with 10-row sets and 256 threads, clusters of 4 blocks fit and clusters of 2 do
+  // not (so the GPU picks 4). A layout change that grew the blocks past the limit would silently
+  // send the wide case back to the global-memory kernel.
+  it('the cluster kernel\'s layout: the wide net with 10-row sets fits clusters of 4 blocks of an H200, not of 2', () => {
+    const model: ModelSpec = { layers: [1, 256, 256, 1], activation: 'relu', loss: 'mse' };
+    const rng = new Rng(8);
+    const batch = { tasks: 1, support: 10, query: 10, xs: randomArray(rng, 10), ys: randomArray(rng, 10), xq: randomArray(rng, 10), yq: randomArray(rng, 10) } as MetaBatch;
+    const o = options(rng, model, 'maml', 1, 'scalar');  // the shared-memory layout does not depend on the steps
+    const p = Float64Array.from(initParams(model, { seed: 1 }));
+    const bytes = (cluster: number) => addon.metaGradientCudaHost({ ...(args(model, p, batch, o, 'float64') as object), cluster, blockThreads: 256 }).clusterSharedBytes!;
+    const limit = 227 * 1024;
+    expect(bytes(4)).toBeLessThanOrEqual(limit);
+    expect(bytes(4)).toBeGreaterThan(200 * 1024);
+    expect(bytes(2)).toBeGreaterThan(limit);
+  }, 60_000);
 
   it('a wrong kernel would be caught: perturbing one parameter changes the meta-gradient beyond tolerance', () => {
     const rng = new Rng(3);

@@ -91,8 +91,10 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   // kernel (task_cluster.hpp, variant 4) on c emulated blocks of blockThreads threads
   const bool v3 = has(o, "kernelVariant") && integer(o, "kernelVariant", 1, 3) == 3;
   const int cluster = has(o, "cluster") ? static_cast<int>(integer(o, "cluster", 1, cuda::kMaxCluster)) : 0;
+  int64_t cluster_floats = 0;  // shared memory per block of the cluster kernel (floats)
   if (cluster > 0) {
     const cuda::KCluster kc = cuda::plan_cluster(h.m, h.c, h.lay.n_max, h.threads, cluster);
+    cluster_floats = kc.total;
     std::vector<std::vector<T>> mem(static_cast<size_t>(cluster));
     std::vector<T> gw(static_cast<size_t>(kc.g_total));
     for (int64_t t = 0; t < B; ++t) {
@@ -125,6 +127,8 @@ Napi::Value meta_gradient_host_t(const Napi::Env& env, const Napi::Object& o, co
   r.Set("loss", Napi::Number::New(env, loss / static_cast<double>(B)));
   r.Set("grad", grad);
   if (h.c.want_rate_grad) r.Set("rateGrad", rate_grad);
+  // the cluster kernel's shared memory per block as the GPU's float32 kernel would need it
+  if (cluster > 0) r.Set("clusterSharedBytes", Napi::Number::New(env, static_cast<double>(cluster_floats * 4)));
   return r;
 }
 

@@ -187,7 +187,8 @@ struct CudaLearner::Impl {
         if (k.total * static_cast<int64_t>(sizeof(float)) > shared_bytes || capacity(k) < 1) continue;
         how.cluster = k;
         const int64_t per_task = std::max<int64_t>(k.g_total, 1) * static_cast<int64_t>(sizeof(float));
-        how.chunk = static_cast<int>(std::clamp<int64_t>(scratch_bytes / per_task, 1, tasks));
+        // at most 2^31 − 1 blocks per launch
+        how.chunk = static_cast<int>(std::clamp<int64_t>(scratch_bytes / per_task, 1, std::min<int64_t>(tasks, INT32_MAX / c)));
         how.scratch = scratch.grow(static_cast<size_t>(checked_mul(how.chunk, std::max<int64_t>(k.g_total, 1), "GPU scratch")));
         memory = "cluster";
         return how;
