@@ -18,17 +18,23 @@ namespace maml::binding {
 class HostBarrier {
  public:
   explicit HostBarrier(int n) : n_(n) {}
-  void wait() {
+  // The split form (a cluster's arrive and wait): arrive() returns the round it arrived in;
+  // wait(round) returns once every thread has arrived in that round.
+  unsigned arrive() {
     std::unique_lock<std::mutex> lock(mu_);
     const unsigned gen = gen_;
     if (++count_ == n_) {
       count_ = 0;
       ++gen_;
       cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return gen != gen_; });
     }
+    return gen;
   }
+  void wait(unsigned round) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return round != gen_; });
+  }
+  void wait() { wait(arrive()); }
 
  private:
   std::mutex mu_;
@@ -65,7 +71,10 @@ struct HostCluster {
   T* const* bases;
   int rank() const { return r; }
   void sync() const { bar->wait(); }
+  void arrive() const { round = bar->arrive(); }
+  void wait() const { bar->wait(round); }
   T* peer(T* p, int q) const { return bases[q] + (p - bases[r]); }
+  mutable unsigned round = 0;  // this thread's last arrival
 };
 
 // Runs fn(block, cluster) for every block of a cluster of `blocks` blocks of `threads` host

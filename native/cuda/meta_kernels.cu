@@ -17,15 +17,19 @@
 #include "cuda_check.hpp"
 
 namespace maml::cuda {
-namespace {
 
 // The cluster of the calling block, for task_cluster.hpp (its rank, a barrier of all its
 // threads, a peer block's shared memory). Only here: <cooperative_groups.h> declares a namespace
-// ::cuda that makes `cuda::` ambiguous in files that use namespace maml (gpu_check.cu).
+// ::cuda that makes `cuda::` ambiguous in files that use namespace maml (gpu_check.cu). Outside
+// the anonymous namespace: there, nvcc warns about the host pass's unused stubs.
 struct DeviceCluster {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   __device__ int rank() const { return static_cast<int>(cooperative_groups::this_cluster().block_rank()); }
   __device__ void sync() const { cooperative_groups::this_cluster().sync(); }
+  // the two halves of sync(): arrive (release: this thread's writes, to peers too) and wait
+  // (acquire: the writes of every thread that arrived)
+  __device__ void arrive() const { cooperative_groups::this_cluster().barrier_arrive(); }
+  __device__ void wait() const { cooperative_groups::this_cluster().barrier_wait(); }
   template <class T>
   __device__ T* peer(T* p, int q) const {
     return cooperative_groups::this_cluster().map_shared_rank(p, q);
@@ -35,12 +39,16 @@ struct DeviceCluster {
   // compiled for sm_90 and later only): never called.
   MAML_HD int rank() const { return 0; }
   MAML_HD void sync() const {}
+  MAML_HD void arrive() const {}
+  MAML_HD void wait() const {}
   template <class T>
   MAML_HD T* peer(T* p, int) const {
     return p;
   }
 #endif
 };
+
+namespace {
 
 // Registers: at most 128 per thread, so that two blocks of 256 threads share a multiprocessor
 // (the global-memory variant used 167 and ran one wide-net task per multiprocessor, waiting on

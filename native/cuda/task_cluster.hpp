@@ -29,8 +29,8 @@
 //   - the loss, whose inputs every block holds after the forward, is computed by every block
 //     (the same values in the same order); only rank 0 writes the task's loss.
 //
-// Cluster interface (a class with rank(), sync() and peer(p, q), the address of the
-// object at p in block q's shared memory): DeviceCluster (meta_kernels.cu) on the GPU; on the host,
+// Cluster interface (a class with rank(), sync(), its two halves arrive() and wait(), and
+// peer(p, q), the address of the object at p in block q's shared memory): DeviceCluster (meta_kernels.cu) on the GPU; on the host,
 // binding/host_block.hpp emulates a cluster with one buffer per block and a barrier of all the
 // cluster's threads, so test/cuda-host.test.ts checks this code without a GPU. sync() is a
 // barrier of all the cluster's threads (it also orders their shared-memory writes); every
@@ -469,8 +469,9 @@ MAML_HD void grad_items_cl(const Block& blk, const KModel& m, const KCluster& kc
 }
 
 // Backward (or R-backward along u) from the own columns of dL/dout in dz (rdz), layer by layer:
-// phase A, the partial deltas of the layer below into their owners (then a cluster sync); phase B,
-// the block's own deltas of the layer below (the c partials in rank order) and its gradients.
+// phase A, the partial deltas of the layer below into their owners, then the arrival at a cluster
+// barrier; the layer's weight and bias gradients (local work, under the barrier's latency); the
+// wait; phase B, the block's own deltas of the layer below (the c partials in rank order).
 // kept: the block's own columns of the summed delta products (before f') in global memory, as
 // rpre: written by a plain pass that has it (the inner loop's, second order), read by an R pass.
 template <class T, class Block, class Cluster>
@@ -507,7 +508,16 @@ MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel&
       if (mode == 0) delta_items_cl<0>(blk, cl, m, kc, l, th, u, us, dzT, rdzT, n, rv, rrv);
       else if (mode == 1) delta_items_cl<1>(blk, cl, m, kc, l, th, u, us, dzT, rdzT, n, rv, rrv);
       else delta_items_cl<2>(blk, cl, m, kc, l, th, u, us, dzT, rdzT, n, rv, rrv);
-      cl.sync();
+      cl.arrive();  // the partials are out; the weight gradients below need none of the peers'
+      blk.sync();   // but they update v, whose layer-l part the R pass's partials read as u
+    }
+    if (!with_r) grad_items_cl<true, false, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else if (e.wants_g() && rin) grad_items_cl<true, true, true>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else if (e.wants_g()) grad_items_cl<true, true, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else if (rin) grad_items_cl<false, true, true>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    else grad_items_cl<false, true, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
+    if (l > 1) {
+      cl.wait();  // every block's partials of this block's columns have arrived
       // the block's columns of dz_{l−1} = (Σ partials) ⊙ f'(a_{l−1}), and R(dz_{l−1})
       const int k0 = row_lo(din, r, c), nj1 = row_lo(din, r + 1, c) - k0;
       const T* rpre = sm + kc.rpre + static_cast<int64_t>(n) * kc.ro[l - 1];
@@ -527,11 +537,6 @@ MAML_HD void backward_cluster(const Block& blk, const Cluster& cl, const KModel&
         dz2[q] = da * k_d1(m.act, a);
       }
     }
-    if (!with_r) grad_items_cl<true, false, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
-    else if (e.wants_g() && rin) grad_items_cl<true, true, true>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
-    else if (e.wants_g()) grad_items_cl<true, true, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
-    else if (rin) grad_items_cl<false, true, true>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
-    else grad_items_cl<false, true, false>(blk, m, kc, l, r, in, rin, dz, rdz, n, e);
     // the next phase A stores into the peers' recv, which they may still be reading
     if (l > 2) cl.sync();
     else blk.sync();
