@@ -15,8 +15,9 @@
 //   - backward: block r computes its weights' and biases' gradients from its own columns of the
 //     deltas and the full activations, and the partial deltas of the layer below summed over its
 //     own rows (dz_l W_l restricted to its rows), which it stores into the block that owns each
-//     input column; after a cluster sync every block adds up the c partials of its own columns
-//     in rank order (deterministic) and applies f' (and f'' for the R part);
+//     input column; after a cluster barrier (whose latency the gradients hide: arrive, compute,
+//     wait) every block adds up the c partials of its own columns in rank order
+//     (deterministic) and applies f' (and f'' for the R part);
 //   - u = α_s ⊙ mask ⊙ v is never stored: the R passes read v and the rate where they use u
 //     (the backward's deltas read u of a layer before its own v is updated, a phase later);
 //   - θ_1 .. θ_{S−1} (and g_s, for rate gradients) go to the task's global scratch in the inner
@@ -30,9 +31,10 @@
 //     (the same values in the same order); only rank 0 writes the task's loss.
 //
 // Cluster interface (a class with rank(), sync(), its two halves arrive() and wait(), and
-// peer(p, q), the address of the object at p in block q's shared memory): DeviceCluster (meta_kernels.cu) on the GPU; on the host,
-// binding/host_block.hpp emulates a cluster with one buffer per block and a barrier of all the
-// cluster's threads, so test/cuda-host.test.ts checks this code without a GPU. sync() is a
+// peer(p, q), the address of the object at p in block q's shared memory): DeviceCluster
+// (meta_kernels.cu) on the GPU; on the host, binding/host_block.hpp emulates a cluster with one
+// buffer per block and a barrier of all the cluster's threads, so test/cuda-host.test.ts and
+// test/cluster-race.test.ts (ThreadSanitizer) check this code without a GPU. sync() is a
 // barrier of all the cluster's threads (it also orders their shared-memory writes); every
 // control flow that reaches a sync() depends only on the task and the layer, never on the rank.
 // A block never leaves before the last access of its shared memory by a peer (the last sync).
