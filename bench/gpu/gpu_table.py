@@ -66,6 +66,15 @@ def main():
             s5 = ours.get("sine_B25_S5", {}).get("median_us")
             met = "%s (S=5: %s)" % ("yes" if o["median_us"] < 100 else "no", "%.1f us" % s5 if s5 else "?")
         print("| %s | %s | %s | %s | %s | %s |" % (label, us(o), us(t), "%.1fx" % speed if speed else "-", target, met))
+    # every timed configuration of the wide case (threads/kernel variant): the A/B of the variants
+    configs = sorted(k for k in ours if k.startswith("wide_B256_S5@"))
+    if configs:
+        def one(k):
+            r = ours[k]
+            if "error" in r:
+                return "%s failed" % k.split("@")[1]
+            return "%s %.1f us (%.2f TFLOP/s, %s memory)" % (k.split("@")[1], r["median_us"], r["tflops"], r.get("memory", "?"))
+        print("wide case by configuration (threads/variant): " + "; ".join(one(k) for k in configs))
 
 
 main()
