@@ -66,10 +66,10 @@ Result run(const Setup& su, int threads) {
   const std::vector<int64_t> so{0, 0, 5, 12}, qo{0, 4, 9, 16};
   std::vector<double> xs(12 * d0), ys(12 * dL), xq(16 * d0), yq(16 * dL);
   std::vector<int32_t> ls(12), lq(16);
-  for (std::vector<double>* v : {&xs, &ys, &xq, &yq})
-    for (double& x : *v) x = su.loss == 2 ? (N(rng) > 0 ? 1.0 : 0.0) : N(rng);
   for (std::vector<double>* v : {&xs, &xq})
     for (double& x : *v) x = N(rng);
+  for (std::vector<double>* v : {&ys, &yq})  // binary cross-entropy: 0/1 targets
+    for (double& x : *v) x = su.loss == 2 ? (N(rng) > 0 ? 1.0 : 0.0) : N(rng);
   for (int32_t& y : ls) y = static_cast<int32_t>(rng() % static_cast<unsigned>(dL));
   for (int32_t& y : lq) y = static_cast<int32_t>(rng() % static_cast<unsigned>(dL));
   cuda::KArgs<double> a;
